@@ -1,0 +1,198 @@
+"""The scheduler owns the model's time.
+
+Every request, from any tab or the API, is submitted here. One thread drives the loaded
+backend: it admits waiting requests as slots free up, runs one forward pass for all
+active sequences together, samples each sequence with its own settings, and streams
+the text to each request's own queue. A request's cancel, error or long reply touches
+no other request.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections import deque
+
+from loaders.base import Backend, Sequence
+from modules.params import GenerationParams
+from modules.request import Request
+
+log = logging.getLogger(__name__)
+
+
+class Scheduler:
+    def __init__(self, backend: Backend | None = None):
+        self._backend = backend
+        self._waiting: deque[Request] = deque()
+        self._active: dict[Sequence, Request] = {}
+        self._feeds: dict[Sequence, int] = {}
+        self._wake = threading.Condition()
+        self._model_lock = threading.RLock()   # held for a step, and to swap the model
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+        self._thread.start()
+
+    # ---- callers ----------------------------------------------------------------------
+    def submit(self, prompt: str | list[int], params: GenerationParams, owner: str = "") -> Request:
+        request = Request(prompt, params, owner)
+        with self._wake:
+            self._waiting.append(request)
+            self._wake.notify()
+        return request
+
+    def wake(self) -> None:
+        """Called after a cancel so a waiting request leaves the queue at once."""
+        with self._wake:
+            self._wake.notify()
+
+    @property
+    def backend(self) -> Backend | None:
+        return self._backend
+
+    def queue_length(self) -> int:
+        return len(self._waiting)
+
+    def swap_backend(self, backend: Backend | None, reason: str) -> Backend | None:
+        """Ends every request on the current model with `reason` and installs another.
+        Returns the old backend so the caller can unload it."""
+        with self._model_lock:
+            for request in list(self._active.values()):
+                request.finish("error", reason)
+            self._drop_all_sequences()
+            old, self._backend = self._backend, backend
+        self.wake()
+        return old
+
+    # ---- the loop ---------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._active and not self._waiting:
+                    self._wake.wait()
+            try:
+                with self._model_lock:
+                    self._step()
+            except Exception:     # a bug here must not kill the loop for everyone
+                log.exception("scheduler step failed")
+                with self._model_lock:
+                    for request in list(self._active.values()):
+                        request.finish("error", "Internal error during generation; see the server log.")
+                    self._drop_all_sequences()
+
+    def _step(self) -> None:
+        self._drop_cancelled()
+        self._admit()
+        if not self._active:
+            return
+        backend = self._backend
+        feeds, self._feeds = self._feeds, {}
+        try:
+            ready = backend.forward(feeds)
+        except Exception as exc:
+            log.error("forward pass failed: %s", exc)
+            for request in list(self._active.values()):
+                request.finish("error", f"The model failed during generation: {exc}")
+            self._drop_all_sequences()
+            return
+        for seq in ready:
+            request = self._active.get(seq)
+            if request is not None:
+                self._advance(backend, seq, request)
+
+    def _advance(self, backend: Backend, seq: Sequence, request: Request) -> None:
+        """Samples one token for a sequence and decides whether it goes on."""
+        if request.cancelled:
+            return self._end(seq, request, "cancelled")
+        try:
+            token = backend.sample(seq)
+            if backend.is_end_of_generation(token) and not request.params.ban_eos_token:
+                return self._end(seq, request, "stop")
+            seq.generated.append(token)
+            request.add_token(token, backend.token_bytes(token, request.params.skip_special_tokens))
+        except Exception as exc:
+            log.error("request %s failed: %s\n%s", request.id, exc, traceback.format_exc())
+            return self._end(seq, request, "error", f"Generation failed: {exc}")
+        if request.reply.stopped_by is not None:
+            self._end(seq, request, "stop")
+        elif len(request.generated) >= request.params.max_new_tokens:
+            self._end(seq, request, "length")
+        elif seq.n_tokens >= backend.info.n_ctx:
+            request.warnings.append("The reply reached the end of the context window.")
+            self._end(seq, request, "length")
+        else:
+            self._feeds[seq] = token
+
+    def _admit(self) -> None:
+        backend = self._backend
+        with self._wake:
+            waiting = list(self._waiting)
+            self._waiting.clear()
+        if backend is None:
+            for request in waiting:
+                request.finish("error", "No model is loaded. Load one in the Model tab.")
+            return
+        keep = deque()
+        for request in waiting:
+            if request.cancelled:
+                request.finish("cancelled")
+            elif len(self._active) < backend.info.max_sequences:
+                self._open(backend, request)
+            else:
+                keep.append(request)
+        with self._wake:
+            self._waiting.extendleft(reversed(keep))
+        self._report_positions()
+
+    def _open(self, backend: Backend, request: Request) -> None:
+        try:
+            prompt = request.prompt
+            tokens = (backend.tokenize(prompt, add_bos=request.params.add_bos_token)
+                      if isinstance(prompt, str) else list(prompt))
+            request.prompt_tokens = tokens
+            if not tokens:
+                raise ValueError("The prompt is empty.")
+            if len(tokens) >= backend.info.n_ctx:
+                raise ValueError(
+                    f"The prompt is {len(tokens)} tokens long but the context holds "
+                    f"{backend.info.n_ctx}. Shorten it or load the model with a larger --ctx-size.")
+            request.warnings.extend(backend.warnings_for(request.params))
+            seq = backend.open_sequence(tokens, request.params)
+        except Exception as exc:
+            request.finish("error", str(exc))
+            return
+        self._active[seq] = request
+
+    def _report_positions(self) -> None:
+        """Tells each waiting request how many are ahead of it, when that changed."""
+        with self._wake:
+            for ahead, request in enumerate(self._waiting):
+                if getattr(request, "_last_ahead", None) != ahead:
+                    request._last_ahead = ahead
+                    request.emit_queued(ahead)
+
+    def _drop_cancelled(self) -> None:
+        for seq, request in list(self._active.items()):
+            if request.cancelled:
+                self._end(seq, request, "cancelled")
+        with self._wake:
+            cancelled = [r for r in self._waiting if r.cancelled]
+            for request in cancelled:
+                self._waiting.remove(request)
+        for request in cancelled:
+            request.finish("cancelled")
+
+    def _end(self, seq: Sequence, request: Request, reason: str, error: str | None = None) -> None:
+        self._active.pop(seq, None)
+        self._feeds.pop(seq, None)
+        try:
+            self._backend.close_sequence(seq)
+        finally:
+            request.finish(reason, error)
+
+    def _drop_all_sequences(self) -> None:
+        for seq in list(self._active):
+            try:
+                self._backend.close_sequence(seq)
+            except Exception:
+                log.exception("closing a sequence failed")
+        self._active.clear()
+        self._feeds.clear()
