@@ -1,0 +1,20 @@
+"""What every tab module receives: the server's shared services and the per-browser
+session state components. Tabs build components and wire events; they keep no state
+of their own at module level (several people use the page at once)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class UIContext:
+    # shared services (one per server)
+    scheduler: Any                 # modules.scheduler.Scheduler
+    models: Any                    # modules.model_manager.ModelManager
+    root: Any                      # pathlib.Path of the project (presets/, characters/, ...)
+    # per-browser state (gr.State components, created inside the Blocks)
+    params_state: Any = None       # dict: the GenerationParams fields in use
+    template_state: Any = None     # str | None: chosen instruction template source; None = the model's own
+    character_state: Any = None    # dict: {"name", "context", "greeting", "picture"}
+    extras: dict = field(default_factory=dict)   # components other tabs need to reach
