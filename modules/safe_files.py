@@ -90,3 +90,56 @@ def _fsync_folder(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+# ---- folders of named files (presets, characters, templates) ------------------------
+
+def list_names(folder, suffixes: tuple[str, ...]) -> list[str]:
+    """Names (without suffix) of the files in `folder` ending in one of `suffixes`,
+    sorted case-insensitively. Only looks at file names, never at contents, so one
+    broken file cannot break the list. Hidden files (like our temp files) are skipped."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    names = set()
+    for entry in folder.iterdir():
+        if entry.name.startswith(".") or entry.suffix.lower() not in suffixes or not entry.is_file():
+            continue
+        try:
+            names.add(safe_name(entry.name[: -len(entry.suffix)]))
+        except UnsafeNameError:
+            continue
+    return sorted(names, key=str.casefold)
+
+
+def find_named_file(folder, name: str, suffixes: tuple[str, ...]) -> Path | None:
+    """The existing file for `name` with the first matching suffix, or None."""
+    for suffix in suffixes:
+        path = path_in_folder(folder, name, suffix)
+        if path.is_file():
+            return path
+    return None
+
+
+def read_yaml_mapping(path, error_class=ValueError) -> dict:
+    """Reads a YAML file that must hold a mapping (an empty file is an empty mapping).
+    Raises error_class with the file name and line for broken YAML."""
+    import yaml   # imported here so modules that only check names don't need PyYAML
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise error_class(f"{path.name}: not a UTF-8 text file.") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise error_class(f"{path.name}: invalid YAML{where}: {problem}.") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise error_class(f"{path.name}: expected 'key: value' lines, found a {type(data).__name__}.")
+    return data
