@@ -76,7 +76,23 @@ def preset_yaml(params: GenerationParams) -> str:
         values["logit_bias"] = dict(values["logit_bias"])
     if not values:
         return "{}\n"
-    return yaml.safe_dump(values, sort_keys=False, allow_unicode=True, default_flow_style=False)
+    return yaml.dump(values, Dumper=_PresetDumper, sort_keys=False, allow_unicode=True,
+                     default_flow_style=False)
+
+
+class _PresetDumper(yaml.SafeDumper):
+    """Writes strings with line breaks readably: a lone "\\n" stop string as "\\n",
+    a multi-line grammar as a | block (PyYAML's default is hard to read for both)."""
+
+
+def _represent_text(dumper, text: str):
+    style = None
+    if "\n" in text:
+        style = "|" if text.strip() and "\n" in text.strip() else '"'
+    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
+
+
+_PresetDumper.add_representer(str, _represent_text)
 
 
 def save_preset(name: str, params: GenerationParams, folder=PRESETS_FOLDER) -> Path:

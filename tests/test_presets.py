@@ -83,9 +83,10 @@ def test_saved_file_holds_only_non_default_keys(tmp_path):
 
 def test_special_values_round_trip(tmp_path):
     params = GenerationParams(
-        custom_stopping_strings=("\n", "User:", 'say "hi"', "#", "- item", "yes", "a, b", "ünï"),
+        custom_stopping_strings=("\n", "User:", 'say "hi"', "#", "- item", "yes", "a, b", "ünï",
+                                 "\nUser:", "  lead", "end\n\n", "\t", "two\nlines  ", "null", "1.5"),
         logit_bias={13: -100.0, 7: 2.5},
-        grammar_string='root ::= "yes" | "no"\n',
+        grammar_string='root ::= answer\nanswer ::= "yes" | "no"\n',
         dry_sequence_breakers='"\\n", ":"',
         custom_token_bans="13, 2",
         seed=42,
