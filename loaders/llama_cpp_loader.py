@@ -1,0 +1,261 @@
+"""GGUF models through llama.cpp's low-level API (llama-cpp-python's ctypes bindings).
+
+Decoding goes through `llama_decode` on a batch rather than the high-level completion
+call, which costs about a quarter of the speed. One context holds `parallel` sequences,
+each with its own slice of the context (`ctx_size` tokens), its own seq_id and its own
+native sampler chain, so several users' tokens are decoded in one pass.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+
+import llama_cpp as ll
+
+from loaders.base import Backend, ModelInfo, ModelLoadError, Sequence
+from loaders.llama_cpp_sampling import SamplerChain
+from loaders.settings import LoadSettings
+from modules.params import GenerationParams
+
+log = logging.getLogger(__name__)
+DEFAULT_CTX_CAP = 4096
+
+_backend_ready = False
+
+
+def _init_llama_backend() -> None:
+    global _backend_ready, _log_callback
+    if _backend_ready:
+        return
+    ll.llama_backend_init()
+
+    # Route llama.cpp's chatter to Python logging (warnings and errors only by default).
+    @ll.llama_log_callback
+    def _log_callback(level, text, _user):
+        if level >= 3 or log.isEnabledFor(logging.DEBUG):   # 2 warn, 3 error (ggml_log_level)
+            message = text.decode("utf-8", errors="replace").rstrip()
+            if message:
+                log.log(logging.ERROR if level >= 4 else logging.DEBUG, "llama.cpp: %s", message)
+    ll.llama_log_set(_log_callback, ctypes.c_void_p(0))
+    _backend_ready = True
+
+
+def check_gguf_file(path: str) -> None:
+    """Catches the common mistakes before llama.cpp sees the file."""
+    if not os.path.exists(path):
+        raise ModelLoadError(f"Model file not found: {path}")
+    if os.path.isdir(path):
+        raise ModelLoadError(f"{path} is a folder, not a GGUF file.")
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != b"GGUF":
+        raise ModelLoadError(
+            f"{os.path.basename(path)} is not a GGUF model file (it does not start with the GGUF "
+            f"signature). It may be another format renamed, or a download error page.")
+
+
+class LlamaSequence(Sequence):
+    def __init__(self, prompt_tokens, params, seq_id: int, sampler: SamplerChain):
+        super().__init__(prompt_tokens, params)
+        self.seq_id = seq_id
+        self.sampler = sampler
+        self.n_past = 0              # tokens already in the KV cache
+        self.logits_index = -1       # row of this sequence's logits in the last batch
+
+
+class LlamaCppBackend(Backend):
+    def __init__(self, path: str, settings: LoadSettings, progress):
+        _init_llama_backend()
+        check_gguf_file(path)
+        self._model = None
+        self._ctx = None
+        self._batch = None
+        self._load_model(path, settings, progress)
+        try:
+            self._create_context(settings)
+        except Exception:
+            self.unload()
+            raise
+        self._free_seq_ids = list(range(self._parallel))
+        self._pending: list[LlamaSequence] = []      # prompts not fully processed yet
+        self._piece_cache: dict[tuple[int, bool], bytes] = {}
+        self._end_tokens = [t for t in range(self._n_vocab) if ll.llama_vocab_is_eog(self._vocab, t)]
+        self._end_set = frozenset(self._end_tokens)
+        self.info = self._describe(path, settings)
+
+    # ---- loading ---------------------------------------------------------------------
+    def _load_model(self, path: str, settings: LoadSettings, progress) -> None:
+        params = ll.llama_model_default_params()
+        params.n_gpu_layers = settings.gpu_layers
+        if settings.no_mmap:
+            params.load_mode = ll.LLAMA_LOAD_MODE_MLOCK if settings.mlock else ll.LLAMA_LOAD_MODE_NONE
+        else:
+            params.load_mode = ll.LLAMA_LOAD_MODE_MMAP_MLOCK if settings.mlock else ll.LLAMA_LOAD_MODE_MMAP
+
+        @ll.llama_progress_callback
+        def on_progress(fraction, _user):
+            progress(float(fraction), "Loading weights")
+            return True
+        params.progress_callback = on_progress
+        self._model = ll.llama_model_load_from_file(path.encode(), params)
+        if not self._model:
+            raise ModelLoadError(
+                f"llama.cpp could not load {os.path.basename(path)}: the file is damaged or "
+                f"incomplete (a truncated download?), or its architecture is not supported.")
+        self._vocab = ll.llama_model_get_vocab(self._model)
+        self._n_vocab = ll.llama_vocab_n_tokens(self._vocab)
+        self._n_ctx_train = ll.llama_model_n_ctx_train(self._model)
+
+    def _create_context(self, settings: LoadSettings) -> None:
+        self._parallel = max(1, settings.parallel)
+        per_sequence = settings.ctx_size or min(self._n_ctx_train or DEFAULT_CTX_CAP, DEFAULT_CTX_CAP)
+        params = ll.llama_context_default_params()
+        params.n_ctx = per_sequence * self._parallel
+        params.n_seq_max = self._parallel
+        params.kv_unified = False             # each sequence owns ctx_size tokens of the cache
+        params.n_batch = max(settings.batch_size, self._parallel)
+        params.n_ubatch = params.n_batch
+        # llama.cpp defaults to 4 threads; on fewer cores that oversubscribes them badly.
+        params.n_threads = settings.resolved_threads()
+        params.n_threads_batch = settings.resolved_threads_batch()
+        params.no_perf = True
+        self._ctx = ll.llama_init_from_model(self._model, params)
+        if not self._ctx:
+            raise ModelLoadError(
+                f"llama.cpp could not create a context of {params.n_ctx} tokens "
+                f"({self._parallel} x {per_sequence}); try a smaller --ctx-size or --parallel.")
+        self._n_ctx_seq = ll.llama_n_ctx_seq(self._ctx)
+        self._n_batch = params.n_batch
+        self._batch = ll.llama_batch_init(self._n_batch, 0, 1)
+        self._memory = ll.llama_get_memory(self._ctx)
+
+    def _describe(self, path: str, settings: LoadSettings) -> ModelInfo:
+        template = ll.llama_model_chat_template(self._model, None)
+        bos = ll.llama_vocab_bos(self._vocab)
+        eos = ll.llama_vocab_eos(self._vocab)
+        return ModelInfo(
+            name=os.path.basename(path), path=path, loader="llama.cpp",
+            n_ctx=self._n_ctx_seq, n_ctx_train=self._n_ctx_train, max_sequences=self._parallel,
+            chat_template=template.decode("utf-8", errors="replace") if template else None,
+            bos_token=self._piece(bos, True).decode(errors="replace") if bos >= 0 else "",
+            eos_token=self._piece(eos, True).decode(errors="replace") if eos >= 0 else "",
+            add_bos_default=bool(ll.llama_vocab_get_add_bos(self._vocab)),
+            details={
+                "context per sequence": self._n_ctx_seq,
+                "sequences decoded together": self._parallel,
+                "context in total": ll.llama_n_ctx(self._ctx),
+                "GPU layers": settings.gpu_layers,
+                "GPU offload supported": bool(ll.llama_supports_gpu_offload()),
+                "threads": settings.resolved_threads(),
+                "parameters": ll.llama_model_n_params(self._model),
+            })
+
+    # ---- tokens ----------------------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
+        data = text.encode("utf-8")
+        capacity = len(data) + 8
+        buffer = (ll.llama_token * capacity)()
+        count = ll.llama_tokenize(self._vocab, data, len(data), buffer, capacity, add_bos, special)
+        if count < 0:
+            buffer = (ll.llama_token * -count)()
+            count = ll.llama_tokenize(self._vocab, data, len(data), buffer, -count, add_bos, special)
+        return list(buffer[:count])
+
+    def _piece(self, token: int, special: bool) -> bytes:
+        key = (token, special)
+        piece = self._piece_cache.get(key)
+        if piece is None:
+            buffer = ctypes.create_string_buffer(64)
+            size = ll.llama_token_to_piece(self._vocab, token, buffer, 64, 0, special)
+            if size < 0:
+                buffer = ctypes.create_string_buffer(-size)
+                size = ll.llama_token_to_piece(self._vocab, token, buffer, -size, 0, special)
+            piece = self._piece_cache[key] = buffer.raw[:size]
+        return piece
+
+    def token_bytes(self, token: int, skip_special: bool) -> bytes:
+        return self._piece(token, not skip_special)
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token in self._end_set
+
+    # ---- decoding ----------------------------------------------------------------------
+    def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> LlamaSequence:
+        if not self._free_seq_ids:
+            raise RuntimeError("All sequence slots are busy.")
+        bad = [t for t in prompt_tokens if not 0 <= t < self._n_vocab]
+        if bad:
+            raise ValueError(f"Token id {bad[0]} is outside the vocabulary.")
+        sampler = SamplerChain(self._vocab, self._n_vocab, params, self._end_tokens)
+        seq = LlamaSequence(prompt_tokens, params, self._free_seq_ids.pop(0), sampler)
+        self._pending.append(seq)
+        return seq
+
+    def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
+        batch = self._batch
+        n = 0
+        with_logits: list[LlamaSequence] = []
+
+        def put(token: int, seq: LlamaSequence, logits: bool) -> None:
+            nonlocal n
+            batch.token[n] = token
+            batch.pos[n] = seq.n_past
+            batch.n_seq_id[n] = 1
+            batch.seq_id[n][0] = seq.seq_id
+            batch.logits[n] = 1 if logits else 0
+            seq.n_past += 1
+            if logits:
+                seq.logits_index = n
+                with_logits.append(seq)
+            n += 1
+
+        for seq, token in feeds.items():
+            put(token, seq, True)
+        # Prompts fill the rest of the batch; a long one continues in the next passes.
+        while self._pending and n < self._n_batch:
+            seq = self._pending[0]
+            remaining = seq.prompt_tokens[seq.n_past:]
+            room = self._n_batch - n
+            for i, token in enumerate(remaining[:room]):
+                put(token, seq, seq.n_past == len(seq.prompt_tokens) - 1)
+            if seq.n_past == len(seq.prompt_tokens):
+                self._pending.pop(0)
+        if n == 0:
+            return []
+        batch.n_tokens = n
+        status = ll.llama_decode(self._ctx, batch)
+        if status != 0:
+            raise RuntimeError(f"llama_decode returned {status}" +
+                               (" (no room left in the context)" if status == 1 else ""))
+        return with_logits
+
+    def sample(self, seq: LlamaSequence) -> int:
+        return ll.llama_sampler_sample(seq.sampler.ptr, self._ctx, seq.logits_index)
+
+    def top_candidates(self, seq: LlamaSequence, count: int) -> list[tuple[int, float]]:
+        from loaders.llama_cpp_probabilities import top_candidates
+        return top_candidates(self._ctx, self._vocab, self._n_vocab, seq, count)
+
+    def close_sequence(self, seq: LlamaSequence) -> None:
+        if seq in self._pending:
+            self._pending.remove(seq)
+        seq.sampler.free()
+        ll.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        if seq.seq_id not in self._free_seq_ids:
+            self._free_seq_ids.append(seq.seq_id)
+
+    def unload(self) -> None:
+        if self._batch is not None:
+            ll.llama_batch_free(self._batch)
+            self._batch = None
+        if self._ctx:
+            ll.llama_free(self._ctx)
+            self._ctx = None
+        if self._model:
+            ll.llama_model_free(self._model)
+            self._model = None
+
+
+def load(path: str, settings: LoadSettings, progress) -> LlamaCppBackend:
+    return LlamaCppBackend(path, settings, progress)

@@ -1,0 +1,133 @@
+"""Loading, unloading and switching the model behind the scheduler.
+
+One model is loaded at a time. A switch ends the generations running on the old model
+with a message to their users, frees it, then loads the new one; if the new one fails,
+the previous model is loaded back so the server keeps serving.
+"""
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from loaders import load_backend
+from loaders.base import Backend, ModelLoadError
+from loaders.settings import LoadSettings
+from modules import model_files
+from modules.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+SWITCH_MESSAGE = "The model was switched or unloaded while this reply was being written."
+
+
+@dataclass
+class LoadResult:
+    ok: bool
+    message: str
+    seconds: float = 0.0
+
+
+class ModelManager:
+    def __init__(self, scheduler: Scheduler, model_dir: str | Path):
+        self.scheduler = scheduler
+        self.model_dir = Path(model_dir)
+        self._lock = threading.Lock()          # one load/unload at a time
+        self.current_path: Path | None = None
+        self.current_settings: LoadSettings | None = None
+        self.last_error: str = ""
+
+    # ---- what is loaded ------------------------------------------------------------------
+    @property
+    def backend(self) -> Backend | None:
+        return self.scheduler.backend
+
+    @property
+    def info(self):
+        backend = self.backend
+        return backend.info if backend else None
+
+    def current_chat_template(self) -> str | None:
+        info = self.info
+        return info.chat_template if info else None
+
+    def status_line(self) -> str:
+        info = self.info
+        if info is None:
+            return f"No model loaded. {self.last_error}".strip()
+        return (f"{info.name} ({info.loader}), context {info.n_ctx} tokens per sequence, "
+                f"{info.max_sequences} sequences at once.")
+
+    # ---- actions ---------------------------------------------------------------------------
+    def load(self, name_or_path: str | Path, settings: LoadSettings | None = None,
+             progress=None) -> LoadResult:
+        settings = settings or LoadSettings()
+        progress = progress or (lambda fraction, message: None)
+        with self._lock:
+            try:
+                path = model_files.resolve_model_path(str(name_or_path), self.model_dir)
+            except FileNotFoundError as exc:
+                return self._failed(str(exc))
+            loader = settings.loader or model_files.detect_loader(path)
+            if loader is None:
+                return self._failed(f"{path.name} is not a model this server can load "
+                                    f"(expected a .gguf file or a Hugging Face folder).")
+            previous = (self.current_path, self.current_settings)
+            self._unload_locked()
+            progress(0.0, f"Loading {path.name} with {loader}")
+            started = time.perf_counter()
+            rss_before = psutil.Process().memory_info().rss
+            try:
+                backend = load_backend(loader, str(path), settings, progress)
+            except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
+                message = str(exc)
+                if previous[0] is not None and previous[0] != path:
+                    message += self._restore(previous)
+                return self._failed(message)
+            self.scheduler.swap_backend(backend, SWITCH_MESSAGE)
+            self.current_path, self.current_settings = path, settings
+            seconds = time.perf_counter() - started
+            grown = (psutil.Process().memory_info().rss - rss_before) / 2**20
+            self.last_error = ""
+            progress(1.0, "Loaded")
+            return LoadResult(True, f"Loaded {path.name} with {loader} in {seconds:.1f} s "
+                                    f"(memory +{grown:.0f} MiB).", seconds)
+
+    def unload(self) -> LoadResult:
+        with self._lock:
+            name = self.current_path.name if self.current_path else None
+            self._unload_locked()
+        return LoadResult(True, f"Unloaded {name}." if name else "No model was loaded.")
+
+    def reload(self, progress=None) -> LoadResult:
+        if self.current_path is None:
+            return LoadResult(False, "No model is loaded, so there is nothing to reload.")
+        return self.load(self.current_path, self.current_settings, progress)
+
+    # ---- helpers ------------------------------------------------------------------------------
+    def _unload_locked(self) -> None:
+        old = self.scheduler.swap_backend(None, SWITCH_MESSAGE)
+        if old is not None:
+            old.unload()
+        self.current_path = self.current_settings = None
+        gc.collect()
+
+    def _restore(self, previous) -> str:
+        path, settings = previous
+        try:
+            backend = load_backend(settings.loader or model_files.detect_loader(path), str(path), settings)
+        except Exception as exc:        # the previous model failing now is reported, not raised
+            return f" The previous model {path.name} could not be loaded back either: {exc}"
+        self.scheduler.swap_backend(backend, SWITCH_MESSAGE)
+        self.current_path, self.current_settings = path, settings
+        return f" The previous model {path.name} was loaded back."
+
+    def _failed(self, message: str) -> LoadResult:
+        self.last_error = message
+        log.error("Model load failed: %s", message)
+        return LoadResult(False, message)
