@@ -97,7 +97,7 @@ PARAM_SPECS: tuple[ParamSpec, ...] = (
     # Mirostat
     _spec("mirostat_mode", 0, "Mirostat",
           "Aim the text at a steady level of surprise instead of using the truncation settings. "
-          "0 off, 2 Mirostat 2.0 (1 is treated as 2).", 0, 2, 1),
+          "0 off, 1 Mirostat, 2 Mirostat 2.0.", 0, 2, 1),
     _spec("mirostat_tau", 5.0, "Mirostat", "Mirostat: the target surprise.", 0.0, 10.0, 0.01),
     _spec("mirostat_eta", 0.1, "Mirostat", "Mirostat: how fast it corrects itself.", 0.0, 1.0, 0.01),
     # Tokens
@@ -187,7 +187,7 @@ class GenerationParams:
     # ---- derived values loaders use ----------------------------------------------------
     @property
     def is_greedy(self) -> bool:
-        return (not self.do_sample) or self.temperature <= 0 or self.top_k == 1
+        return (not self.do_sample) or self.temperature <= 0
 
     def dry_breakers(self) -> list[str]:
         return parse_string_list(self.dry_sequence_breakers)

@@ -13,6 +13,7 @@ class UIContext:
     scheduler: Any                 # modules.scheduler.Scheduler
     models: Any                    # modules.model_manager.ModelManager
     root: Any                      # pathlib.Path of the project (presets/, characters/, ...)
+    default_load_settings: Any = None   # loaders.settings.LoadSettings from the flags
     # per-browser state (gr.State components, created inside the Blocks)
     params_state: Any = None       # dict: the GenerationParams fields in use
     template_state: Any = None     # str | None: chosen instruction template source; None = the model's own

@@ -1,0 +1,112 @@
+"""One chat turn from a user's message to a streamed reply, independent of the UI.
+
+The Chat tab calls `stream_reply` and shows what it yields; tests call it directly.
+Updates are coalesced (at most one every UPDATE_INTERVAL seconds) so a long reply
+never floods the browser.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from modules.chat_prompt import PromptTooLong, build_chat_prompt
+from modules.events import Finished, Queued, TextDelta
+from modules.params import GenerationParams
+from modules.scheduler import Scheduler
+from modules.template_render import TemplateError
+
+UPDATE_INTERVAL = 0.05
+
+
+@dataclass
+class ReplyUpdate:
+    text: str                    # the reply so far
+    status: str                  # a line for the user: queue place, speed, errors
+    finished: Finished | None = None
+    notices: list[str] = field(default_factory=list)   # things the user must be told once
+
+
+class SessionControl:
+    """Per-browser handle on the request in flight, so Stop cancels only this user's."""
+
+    def __init__(self):
+        self.request = None
+
+    def stop(self) -> bool:
+        request = self.request
+        if request is not None and request.finished is None:
+            request.cancel()
+            return True
+        return False
+
+
+def stream_reply(
+    scheduler: Scheduler,
+    messages: list[dict],
+    params: GenerationParams,
+    template: str | None,
+    *,
+    owner: str = "",
+    control: SessionControl | None = None,
+    continue_last: bool = False,
+) -> Iterator[ReplyUpdate]:
+    """messages end with the user's message (or, with continue_last, a partial reply)."""
+    backend = scheduler.backend
+    if backend is None:
+        yield _failure("No model is loaded. Load one in the Model tab.")
+        return
+    info = backend.info
+    reserve = min(params.max_new_tokens, info.n_ctx // 2)
+    try:
+        prompt = build_chat_prompt(
+            messages, template,
+            lambda text: len(backend.tokenize(text, add_bos=params.add_bos_token)),
+            info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
+            continue_last=continue_last)
+    except (PromptTooLong, TemplateError) as exc:
+        yield _failure(str(exc))
+        return
+    notices = [prompt.notice] if prompt.notice else []
+    request = scheduler.submit(prompt.text, params, owner=owner)
+    if control is not None:
+        control.request = request
+    text, last_update = "", 0.0
+    try:
+        for event in request.events():
+            if isinstance(event, Queued):
+                yield ReplyUpdate(text, _queue_line(event.ahead), notices=notices)
+                notices = []
+            elif isinstance(event, TextDelta):
+                text += event.text
+                now = time.perf_counter()
+                if now - last_update >= UPDATE_INTERVAL:
+                    last_update = now
+                    yield ReplyUpdate(text, f"Writing... {event.n_tokens} tokens", notices=notices)
+                    notices = []
+            elif isinstance(event, Finished):
+                notices += event.warnings
+                yield ReplyUpdate(event.text, summary_line(event), event, notices)
+    finally:
+        # Runs when the browser goes away or the UI stops iterating: free the slot.
+        request.cancel()
+
+
+def summary_line(event: Finished) -> str:
+    if event.reason == "error":
+        return f"Error: {event.error}"
+    speed = f", {event.tokens_per_second:.1f} tokens/s" if event.tokens_per_second else ""
+    ending = {"stop": "", "length": " (stopped at the length limit)",
+              "cancelled": " (stopped)"}.get(event.reason, "")
+    return f"{event.n_tokens} tokens{speed}{ending}"
+
+
+def _queue_line(ahead: int) -> str:
+    if ahead == 0:
+        return "Waiting for a free slot: you are next."
+    return f"Waiting: {ahead} request{'s' if ahead > 1 else ''} ahead of you."
+
+
+def _failure(message: str) -> ReplyUpdate:
+    finished = Finished("error", "", 0, 0, None, 0.0, None, error=message)
+    return ReplyUpdate("", f"Error: {message}", finished)

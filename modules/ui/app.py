@@ -1,0 +1,27 @@
+"""Assembles the page: the shared per-browser state, then one tab module per tab."""
+from __future__ import annotations
+
+import gradio as gr
+
+from modules.params import GenerationParams
+from modules.ui import chat_tab, model_tab
+from modules.ui.context import UIContext
+
+CSS = """
+#chat-status, #model-status { min-height: 1.5em; }
+"""
+
+
+def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationParams | None = None) -> gr.Blocks:
+    with gr.Blocks(title="LLM Workbench") as app:
+        if banner:
+            gr.Markdown(banner, elem_id="banner")
+        ctx.params_state = gr.State((default_params or GenerationParams()).to_dict())
+        ctx.template_state = gr.State(None)
+        ctx.character_state = gr.State({"name": "Assistant", "context": "", "greeting": ""})
+        with gr.Tabs():
+            with gr.Tab("Chat", id="chat"):
+                chat_tab.build(ctx)
+            with gr.Tab("Model", id="model"):
+                model_tab.build(ctx)
+    return app

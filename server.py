@@ -1,0 +1,90 @@
+"""Starts the workbench: parse the flags, load the model, build the page, serve it."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from modules import cli, model_files  # noqa: E402
+from modules.accounts import Accounts, AccountsError, client_address_middleware  # noqa: E402
+from modules.model_manager import ModelManager  # noqa: E402
+from modules.scheduler import Scheduler  # noqa: E402
+from modules.settings_file import SettingsError, load_default_params  # noqa: E402
+from modules.ui.app import build_app  # noqa: E402
+from modules.ui.context import UIContext  # noqa: E402
+
+log = logging.getLogger("server")
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = cli.build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for name in ("httpx", "urllib3", "gradio"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for message in cli.not_implemented_messages(args):
+        log.warning(message)
+
+    notices = []
+    try:
+        default_params = load_default_params(args.settings, ROOT / "presets")
+    except SettingsError as exc:
+        log.error("%s", exc)
+        notices.append(f"**Settings file ignored:** {exc}")
+        default_params = None
+
+    scheduler = Scheduler()
+    models = ModelManager(scheduler, ROOT / args.model_dir if not Path(args.model_dir).is_absolute()
+                          else args.model_dir)
+    load_settings = cli.load_settings_from_args(args)
+    notices += load_startup_model(models, args.model, load_settings)
+
+    host = (args.listen_host or "0.0.0.0") if args.listen else "127.0.0.1"
+    try:
+        accounts = Accounts.from_flags(args.gradio_auth, args.gradio_auth_path)
+    except AccountsError as exc:
+        sys.exit(f"Accounts: {exc}")
+    auth = accounts.gradio_auth if accounts else None
+    if args.listen and auth is None:
+        warning = ("This server is open to the network with no accounts: anyone who can reach "
+                   f"{host}:{args.listen_port} can use it. Add --gradio-auth or --gradio-auth-path.")
+        log.warning(warning)
+        notices.append(f"**Open to the network:** {warning}")
+
+    ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings)
+    app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
+    app.queue(default_concurrency_limit=None)
+    log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
+    app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
+               inbrowser=False, quiet=True, ssr_mode=False,
+               # gives the login check the client's address, for per-address rate limits
+               app_kwargs={"middleware": [client_address_middleware()]})
+
+
+def load_startup_model(models: ModelManager, requested: str | None, settings) -> list[str]:
+    """Loads --model, or the default model. A failure is reported, never fatal."""
+    if requested:
+        target = requested
+    else:
+        found = model_files.default_model(models.model_dir)
+        if found is None:
+            message = (f"No model found in {models.model_dir}. Put a .gguf file or a model folder "
+                       f"there (./start.sh installs the default one) and load it in the Model tab.")
+            log.warning(message)
+            return [f"**No model loaded:** {message}"]
+        target = found.name
+    log.info("Loading %s", target)
+    result = models.load(target, settings)
+    if result.ok:
+        log.info(result.message)
+        return []
+    log.error("Could not load the model: %s", result.message)
+    return [f"**Could not load the model:** {result.message} The server is running; choose "
+            f"another model in the Model tab."]
+
+
+if __name__ == "__main__":
+    main()

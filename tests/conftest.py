@@ -1,0 +1,40 @@
+"""Shared fixtures: the real default model, loaded once per test session."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+DEFAULT_GGUF = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@pytest.fixture(scope="session")
+def llama_backend():
+    from loaders.llama_cpp_loader import load
+    from loaders.settings import LoadSettings
+    if not DEFAULT_GGUF.exists():
+        pytest.fail(f"{DEFAULT_GGUF} is missing: run ./run_tests.sh, which installs it.")
+    backend = load(str(DEFAULT_GGUF), LoadSettings(ctx_size=2048, parallel=4), lambda f, m: None)
+    yield backend
+    backend.unload()
+
+
+@pytest.fixture(scope="session")
+def scheduler(llama_backend):
+    from modules.scheduler import Scheduler
+    return Scheduler(llama_backend)
+
+
+@pytest.fixture(scope="session")
+def chat_prompt(llama_backend):
+    """Renders one user message with the model's own chat template."""
+    from modules.template_render import render_chat_template
+
+    def render(text: str) -> str:
+        return render_chat_template(llama_backend.info.chat_template,
+                                    [{"role": "user", "content": text}], add_generation_prompt=True)
+    return render
