@@ -4,7 +4,8 @@ files, and text-generation-webui's instruction templates) in a sandbox.
 Templates come from model files and users, so they run in an ImmutableSandboxedEnvironment:
 no attribute access to Python internals, no mutation of the messages passed in. The
 environment matches what transformers offers templates (trim_blocks, lstrip_blocks, loop
-controls, raise_exception, tojson, strftime_now) so templates written for it work here.
+controls, {% generation %}, raise_exception, tojson, strftime_now) so templates written
+for it work here.
 """
 from __future__ import annotations
 
@@ -47,9 +48,20 @@ def _strftime_now(format_string):
     return datetime.now().strftime(format_string)
 
 
+class _GenerationBlock(jinja2.ext.Extension):
+    """{% generation %}...{% endgeneration %}: transformers uses it to mark assistant text
+    for training masks and some model templates contain it; here it renders its body."""
+
+    tags = {"generation"}
+
+    def parse(self, parser):
+        next(parser.stream)
+        return parser.parse_statements(("name:endgeneration",), drop_needle=True)
+
+
 def _make_environment() -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
-        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols])
+        trim_blocks=True, lstrip_blocks=True, extensions=[jinja2.ext.loopcontrols, _GenerationBlock])
     env.filters["tojson"] = _tojson
     env.globals["raise_exception"] = _raise_exception
     env.globals["strftime_now"] = _strftime_now
