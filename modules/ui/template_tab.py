@@ -90,7 +90,9 @@ def build(ctx) -> None:
             # A template that does not render is never put in use; the last good one stays.
             return state, gr.skip(), error_value, gr.skip()
         model_now = _model_template(ctx)
-        new_state = None if (name == MODEL_OWN and source == (model_now or "")) else source
+        # An emptied box, or the model's own template unchanged, means: follow the model.
+        follows_model = not source.strip() or (name == MODEL_OWN and source == (model_now or ""))
+        new_state = None if follows_model else source
         return new_state, preview_value, "", _in_use_text(name, new_state, model_now, edited=True)
 
     source_box.input(edit, [source_box, choice, ctx.template_state],
@@ -121,6 +123,7 @@ def build(ctx) -> None:
                 f"Deleted template **{name}**. This session keeps using it until you choose another.")
 
     delete_button.click(delete, choice, [choice, status], **_QUIET)
+
 
 def _model_template(ctx) -> str | None:
     # The model manager may not offer this (or no model is loaded): then there is none.
