@@ -1,0 +1,377 @@
+"""Hugging Face folders through transformers (fp32/bf16 on the CPU, fp16/bf16 on a GPU).
+
+Each sequence keeps its own KV cache (a transformers DynamicCache); forward() runs the
+model once per sequence that has work, so prompts of any length and replies at any
+position mix freely. Sampling is ours (loaders/logits_processors.py), one seeded
+torch.Generator per sequence. The GPTQ loader reuses this class.
+"""
+from __future__ import annotations
+
+import gc
+import json
+import re
+from pathlib import Path
+
+import torch
+
+from loaders.base import Backend, ModelInfo, ModelLoadError, Sequence
+from loaders.hf_folder import chat_template_from_folder, check_folder, weights_size
+from loaders.logits_processors import SequenceSampler
+from loaders.settings import LoadSettings
+from modules.params import GenerationParams
+
+DEFAULT_CTX_CAP = 4096
+# Tokens chat models use to end their turn, besides the configured eos ids.
+CHAT_END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                   "<|end_of_text|>", "</s>")
+
+
+class HFSequence(Sequence):
+    def __init__(self, prompt_tokens: list[int], params: GenerationParams, sampler: SequenceSampler):
+        super().__init__(prompt_tokens, params)
+        self.sampler = sampler
+        self.pending: list[int] = list(prompt_tokens)   # tokens not yet in the cache
+        self.cache = None                                # filled by the first forward
+        self.logits: torch.Tensor | None = None          # scores for the next token
+
+
+class TransformersBackend(Backend):
+    def __init__(self, model, tokenizer, info: ModelInfo):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.device = model.get_input_embeddings().weight.device
+        self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
+        self._pieces, self._special = _token_table(tokenizer)
+        self._eog = frozenset(_end_of_generation_ids(model, tokenizer))
+        self._bos_id = tokenizer.bos_token_id
+        self._adds_bos = _tokenizer_adds_bos(tokenizer)
+        self._sequences: list[HFSequence] = []
+        self._breakers: dict[tuple[str, ...], frozenset[int]] = {}
+
+    # ---- tokens ----------------------------------------------------------------------
+    def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False,
+                             split_special_tokens=not special)["input_ids"]
+        # Only models whose tokenizer adds a BOS get one (as llama.cpp does): ChatML models
+        # such as SmolLM2 call <|im_start|> their BOS and must not get it twice.
+        if add_bos and self._adds_bos and self._bos_id is not None and ids[:1] != [self._bos_id]:
+            ids = [self._bos_id] + ids
+        return ids
+
+    def token_bytes(self, token: int, skip_special: bool) -> bytes:
+        if skip_special and token in self._special:
+            return b""
+        return self._pieces[token] if 0 <= token < len(self._pieces) else b""
+
+    def is_end_of_generation(self, token: int) -> bool:
+        return token in self._eog
+
+    # ---- decoding --------------------------------------------------------------------
+    def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> HFSequence:
+        sampler = SequenceSampler(params, self._eog, self._dry_breakers(params))
+        seq = HFSequence(prompt_tokens, params, sampler)
+        self._sequences.append(seq)
+        return seq
+
+    def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
+        for seq, token in feeds.items():
+            seq.pending.append(token)
+        ready = []
+        with torch.inference_mode():
+            for seq in self._sequences:
+                if seq.pending:
+                    self._run(seq)
+                    ready.append(seq)
+        return ready
+
+    def _run(self, seq: HFSequence) -> None:
+        ids = torch.tensor([seq.pending], dtype=torch.long, device=self.device)
+        # logits_to_keep=1: the prompt's other positions never need the vocabulary head.
+        out = self.model(input_ids=ids, past_key_values=seq.cache, use_cache=True, logits_to_keep=1)
+        seq.cache = out.past_key_values
+        seq.logits = out.logits[0, -1].float()
+        seq.pending = []
+
+    def sample(self, seq: HFSequence) -> int:
+        with torch.inference_mode():
+            return seq.sampler.sample(seq.logits.clone(), seq.prompt_tokens, seq.generated)
+
+    def top_candidates(self, seq: HFSequence, count: int) -> list[tuple[int, float]]:
+        if seq.logits is None:
+            return []
+        with torch.inference_mode():
+            probs = seq.sampler.probabilities(seq.logits.clone(), seq.prompt_tokens, seq.generated)
+            values, ids = torch.topk(probs, min(count, probs.shape[-1]))
+        return [(int(i), float(v)) for i, v in zip(ids, values) if v > 0]
+
+    def close_sequence(self, seq: HFSequence) -> None:
+        if seq in self._sequences:
+            self._sequences.remove(seq)
+        seq.cache = None
+        seq.logits = None
+
+    def warnings_for(self, params: GenerationParams) -> list[str]:
+        messages = []
+        if params.grammar_string.strip():
+            messages.append("Grammars (grammar_string) work only with the llama.cpp loader; "
+                            "this reply is not constrained by it.")
+        if params.mirostat_mode == 1:
+            messages.append("Mirostat 1 is not implemented here; Mirostat 2 is used instead.")
+        outside = [t for t in list(params.logit_bias) + params.banned_token_ids()
+                   if not 0 <= t < self.vocab_size]
+        if outside:
+            messages.append(f"Token ids not in this model's vocabulary are ignored: {sorted(set(outside))}.")
+        return messages
+
+    def unload(self) -> None:
+        for seq in list(self._sequences):
+            self.close_sequence(seq)
+        self.model = None
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # ---- helpers ---------------------------------------------------------------------
+    def _dry_breakers(self, params: GenerationParams) -> frozenset[int]:
+        """Token ids whose text contains a DRY sequence breaker (computed once per list)."""
+        if params.dry_multiplier <= 0:
+            return frozenset()
+        key = tuple(params.dry_breakers())
+        if key not in self._breakers:
+            self._breakers[key] = frozenset(
+                i for i, piece in enumerate(self._pieces)
+                if any(b in piece.decode("utf-8", errors="ignore") for b in key))
+        return self._breakers[key]
+
+
+# ---- loading -------------------------------------------------------------------------------
+def load(path: str, settings: LoadSettings, progress) -> TransformersBackend:
+    return load_folder(path, settings, progress, loader_name="Transformers")
+
+
+def load_folder(path: str, settings: LoadSettings, progress, loader_name: str,
+                config_override=None, quantized: bool = False) -> TransformersBackend:
+    """Loads a folder with AutoModelForCausalLM. The GPTQ loader passes quantized=True
+    (its weights keep their packed size) and possibly a config with the quantization."""
+    import transformers
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = str(Path(path))
+    gpu = torch.cuda.is_available() and not settings.cpu
+    dtype = _choose_dtype(settings, gpu, quantized)
+    stored = check_folder(path, settings.trust_remote_code, _growth(path, dtype, quantized))
+    kwargs = _model_kwargs(path, settings, gpu, dtype)
+    if config_override is not None:
+        kwargs["config"] = config_override
+    if not gpu:
+        torch.set_num_threads(settings.resolved_threads())
+
+    progress(0.1, "Loading the tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=settings.trust_remote_code)
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load the tokenizer of '{Path(path).name}': {exc}") from exc
+    progress(0.3, f"Loading the weights ({dtype_name(dtype)}, {'GPU' if gpu else 'CPU'})")
+    transformers.logging.set_verbosity_error()
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ModelLoadError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(f"Could not load '{Path(path).name}': {exc}") from exc
+    model.eval()
+    progress(0.9, "Preparing the tokenizer tables")
+    backend = TransformersBackend(model, tokenizer, _model_info(path, model, tokenizer, settings, loader_name, stored))
+    progress(1.0, "Ready")
+    return backend
+
+
+def _choose_dtype(settings: LoadSettings, gpu: bool, quantized: bool):
+    if settings.bf16:
+        return torch.bfloat16
+    if quantized and not gpu:
+        # gptqmodel's CPU kernel takes bf16 activations; with fp16 it falls back to a
+        # path about 100x slower (0.4 against 41 tokens/s measured here).
+        return torch.bfloat16
+    if gpu:
+        return torch.float16
+    return torch.float32      # exact on any CPU; --bf16 halves the memory
+
+
+def dtype_name(dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def _growth(path: str, dtype, quantized: bool) -> float:
+    """How much the weight files grow in memory: fp16 files loaded as fp32 double."""
+    if quantized:
+        return 1.0
+    config = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    stored = str(config.get("dtype") or config.get("torch_dtype") or "float32")
+    stored_bytes = 2 if stored in ("float16", "bfloat16") else 4
+    return (4 if dtype == torch.float32 else 2) / stored_bytes
+
+
+def _model_kwargs(path: str, settings: LoadSettings, gpu: bool, dtype) -> dict:
+    kwargs = {"dtype": dtype, "trust_remote_code": settings.trust_remote_code,
+              "low_cpu_mem_usage": True}
+    if settings.attn_implementation:
+        kwargs["attn_implementation"] = settings.attn_implementation
+    if settings.load_in_8bit or settings.load_in_4bit:
+        if not gpu:
+            raise ModelLoadError("load-in-8bit and load-in-4bit use bitsandbytes, which needs a CUDA GPU. "
+                                 "On the CPU use a GGUF or GPTQ model instead, or --bf16.")
+        try:
+            from transformers import BitsAndBytesConfig
+            import bitsandbytes  # noqa: F401
+        except ImportError as exc:
+            raise ModelLoadError(f"load-in-8bit/4bit needs the bitsandbytes package: {exc}") from exc
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_8bit=settings.load_in_8bit, load_in_4bit=settings.load_in_4bit,
+            bnb_4bit_compute_dtype=dtype)
+    if gpu:
+        kwargs["device_map"] = "auto"
+        memory = _max_memory(settings)
+        if memory:
+            kwargs["max_memory"] = memory
+    else:
+        kwargs["device_map"] = "cpu"
+        _check_cpu_memory_cap(path, settings, dtype)
+    return kwargs
+
+
+def _gib(text: str) -> str:
+    text = text.strip()
+    return f"{text}GiB" if re.fullmatch(r"\d+(\.\d+)?", text) else text
+
+
+def _max_memory(settings: LoadSettings) -> dict:
+    memory = {}
+    for index, part in enumerate(p for p in settings.gpu_split.split(",") if p.strip()):
+        memory[index] = _gib(part)
+    if settings.cpu_memory.strip():
+        memory["cpu"] = _gib(settings.cpu_memory)
+    return memory
+
+
+def _check_cpu_memory_cap(path: str, settings: LoadSettings, dtype) -> None:
+    """Without a GPU nothing can be offloaded, so --cpu-memory is a limit to respect."""
+    if not settings.cpu_memory.strip():
+        return
+    from accelerate.utils import convert_file_size_to_int
+
+    cap = convert_file_size_to_int(_gib(settings.cpu_memory))
+    needed = weights_size(path) * _growth(path, dtype, False)
+    if needed > cap:
+        raise ModelLoadError(
+            f"The model needs about {needed / 2**30:.1f} GiB but --cpu-memory allows "
+            f"{cap / 2**30:.1f} GiB. Raise the limit, use --bf16, or a quantized model.")
+
+
+def _model_info(path: str, model, tokenizer, settings: LoadSettings, loader_name: str,
+                config: dict) -> ModelInfo:
+    text_config = config.get("text_config") or config
+    n_ctx_train = int(text_config.get("max_position_embeddings") or DEFAULT_CTX_CAP)
+    n_ctx = min(n_ctx_train, settings.ctx_size or DEFAULT_CTX_CAP)
+    template = chat_template_from_folder(path)
+    details = {
+        "dtype": dtype_name(model.dtype),
+        "device": str(model.get_input_embeddings().weight.device),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "attention": getattr(model.config, "_attn_implementation", None),
+        "threads": torch.get_num_threads(),
+    }
+    if getattr(model.config, "quantization_config", None) is not None:
+        quant = model.config.quantization_config
+        details["quantization"] = quant.to_dict() if hasattr(quant, "to_dict") else dict(quant)
+    if template is None:
+        details["chat_template"] = "none in the folder"
+    return ModelInfo(
+        name=Path(path).name, path=path, loader=loader_name, n_ctx=n_ctx, n_ctx_train=n_ctx_train,
+        max_sequences=max(1, settings.parallel), chat_template=template,
+        bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "",
+        add_bos_default=_tokenizer_adds_bos(tokenizer), details=details)
+
+
+# ---- tokenizer tables ------------------------------------------------------------------------
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte <-> printable character map used by byte-level BPE."""
+    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    chars = visible[:]
+    extra = 0
+    for b in range(256):
+        if b not in visible:
+            visible.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(visible, map(chr, chars)))
+
+
+def _decoder_kind(tokenizer) -> str:
+    """'byte_level' (GPT-2 style), 'sentencepiece' (▁ for spaces, <0xNN> byte tokens) or
+    'other', read from the fast tokenizer's decoder description."""
+    try:
+        decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
+    except Exception:
+        return "other"
+    text = json.dumps(decoder)
+    if '"ByteLevel"' in text:
+        return "byte_level"
+    if "Metaspace" in text or "ByteFallback" in text or "\u2581" in text or "\\u2581" in text:
+        return "sentencepiece"
+    return "other"
+
+
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def _token_table(tokenizer) -> tuple[list[bytes], frozenset[int]]:
+    """Raw bytes of every token, and the ids of special tokens. Tokens are mapped one by
+    one so a token holding half of an emoji yields exactly its bytes."""
+    count = len(tokenizer)
+    names = tokenizer.convert_ids_to_tokens(list(range(count)))
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {i for i, tok in added.items() if getattr(tok, "special", False)}
+    special |= set(tokenizer.all_special_ids)
+    kind = _decoder_kind(tokenizer)
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    pieces = []
+    for token_id, name in enumerate(names):
+        if name is None:
+            pieces.append(b"")
+        elif token_id in added:                    # added tokens are stored as plain text
+            pieces.append(name.encode("utf-8"))
+        elif kind == "byte_level" and all(c in byte_of for c in name):
+            pieces.append(bytes(byte_of[c] for c in name))
+        elif kind == "sentencepiece":
+            match = _BYTE_TOKEN.fullmatch(name)
+            pieces.append(bytes([int(match.group(1), 16)]) if match
+                          else name.replace("\u2581", " ").encode("utf-8"))
+        else:
+            pieces.append(tokenizer.decode([token_id]).encode("utf-8"))
+    return pieces, frozenset(special)
+
+
+def _end_of_generation_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[name] for name in CHAT_END_TOKENS if name in vocab)
+    return ids
+
+
+def _tokenizer_adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    return tokenizer("a")["input_ids"][:1] == [bos]
+
