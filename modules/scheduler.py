@@ -32,8 +32,12 @@ class Scheduler:
         self._thread.start()
 
     # ---- callers ----------------------------------------------------------------------
-    def submit(self, prompt: str | list[int], params: GenerationParams, owner: str = "") -> Request:
+    def submit(self, prompt: str | list[int], params: GenerationParams, owner: str = "",
+               *, candidates: int = 0) -> Request:
+        """With candidates > 0 the request generates nothing: it ends once the prompt is
+        read, with request.candidates = the likeliest next (token, probability) pairs."""
         request = Request(prompt, params, owner)
+        request.candidates_wanted, request.candidates = candidates, None
         with self._wake:
             self._waiting.append(request)
             self._wake.notify()
@@ -102,6 +106,12 @@ class Scheduler:
         """Samples one token for a sequence and decides whether it goes on."""
         if request.cancelled:
             return self._end(seq, request, "cancelled")
+        if getattr(request, "candidates_wanted", 0):   # read here, between passes: no race
+            try:
+                request.candidates = backend.top_candidates(seq, request.candidates_wanted)
+            except Exception as exc:
+                return self._end(seq, request, "error", f"Could not read the probabilities: {exc}")
+            return self._end(seq, request, "stop")
         try:
             token = backend.sample(seq)
             if backend.is_end_of_generation(token) and not request.params.ban_eos_token:

@@ -1,0 +1,105 @@
+"""The Default tab: an input and the model's raw continuation side by side, with prompts
+saved in the prompts/ folder (files handled by modules.prompts_store)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import gradio as gr
+
+from modules import prompts_store
+from modules.completion import SessionControl, stream_completion
+from modules.params import GenerationParams, ParamError
+from modules.ui.context import UIContext
+
+# UI plumbing, not an API: kept out of the API page.
+_QUIET = dict(show_progress="hidden", api_visibility="undocumented")
+
+
+def build(ctx: UIContext) -> None:
+    folder = Path(ctx.root) / "prompts"
+    control = gr.State(SessionControl)       # a new handle per browser session
+    with gr.Row():
+        with gr.Column():
+            input_box = gr.Textbox(lines=20, max_lines=40, label="Input", elem_id="default-input",
+                                   placeholder="The prompt, sent as it is (no chat template).")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="default-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="default-stop")
+                continue_button = gr.Button("Continue", elem_id="default-continue")
+            with gr.Row():
+                prompt_choice = gr.Dropdown(prompts_store.list_prompts(folder), value=None,
+                                            label="Prompt", info="Choosing one loads it into Input.",
+                                            scale=3, elem_id="default-prompt-choice")
+                prompt_name = gr.Textbox(label="Save Input as", placeholder="prompt name", scale=2,
+                                         elem_id="default-prompt-name")
+            with gr.Row():
+                save_button = gr.Button("Save prompt", size="sm", elem_id="default-prompt-save")
+                delete_button = gr.Button("Delete prompt", size="sm", variant="stop",
+                                          elem_id="default-prompt-delete")
+            prompt_status = gr.Markdown(elem_id="default-prompt-status")
+        with gr.Column():
+            output_box = gr.Textbox(lines=20, max_lines=40, label="Output", elem_id="default-output",
+                                    buttons=["copy"])
+            status = gr.Markdown(elem_id="default-status")
+
+    def run(prompt, earlier_output, params_values, session_control, request: gr.Request):
+        """Streams into Output: a fresh reply, or (Continue) more after the earlier output."""
+        try:
+            params = GenerationParams.from_dict(params_values or {}, strict=False)
+        except ParamError as exc:
+            yield gr.skip(), f"⚠️ Settings not valid: {exc}"
+            return
+        owner = getattr(request, "session_hash", "") or ""
+        for update in stream_completion(ctx.scheduler, (prompt or "") + earlier_output, params,
+                                        owner, session_control):
+            for notice in update.notices:
+                gr.Info(notice)
+            finished = update.finished
+            if finished is not None and finished.reason == "error":
+                gr.Warning(finished.error)
+                yield gr.skip(), f"⚠️ {update.status}"
+                return
+            yield earlier_output + update.text, update.status
+
+    def generate_fresh(prompt, params_values, session_control, request: gr.Request):
+        yield from run(prompt, "", params_values, session_control, request)
+
+    def generate_more(prompt, output, params_values, session_control, request: gr.Request):
+        yield from run(prompt, output or "", params_values, session_control, request)
+
+    generate.click(generate_fresh, [input_box, ctx.params_state, control], [output_box, status],
+                   concurrency_limit=None)
+    continue_button.click(generate_more, [input_box, output_box, ctx.params_state, control],
+                          [output_box, status], concurrency_limit=None)
+    stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
+
+    # ---- saved prompts ----------------------------------------------------------------
+    def load(name):
+        if not name:
+            return gr.skip(), gr.skip(), ""
+        try:
+            return prompts_store.load_prompt(name, folder), name, f"Loaded prompt **{name}**."
+        except (ValueError, OSError) as exc:
+            return gr.skip(), gr.skip(), f"⚠️ Not loaded: {exc}"
+
+    def save(name, prompt):
+        try:
+            path = prompts_store.save_prompt(name, prompt, folder)
+        except (ValueError, OSError) as exc:
+            return gr.skip(), f"⚠️ Not saved: {exc}"
+        return (gr.Dropdown(choices=prompts_store.list_prompts(folder), value=path.stem),
+                f"Saved prompt **{path.stem}**.")
+
+    def delete(name):
+        if not name:
+            return gr.skip(), "Choose the prompt to delete first."
+        try:
+            prompts_store.delete_prompt(name, folder)
+        except (ValueError, OSError) as exc:
+            return gr.skip(), f"⚠️ Not deleted: {exc}"
+        return (gr.Dropdown(choices=prompts_store.list_prompts(folder), value=None),
+                f"Deleted prompt **{name}**.")
+
+    prompt_choice.input(load, prompt_choice, [input_box, prompt_name, prompt_status], **_QUIET)
+    save_button.click(save, [prompt_name, input_box], [prompt_choice, prompt_status], **_QUIET)
+    delete_button.click(delete, prompt_choice, [prompt_choice, prompt_status], **_QUIET)

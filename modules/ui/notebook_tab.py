@@ -1,0 +1,149 @@
+"""The Notebook tab: one free text that the model continues (raw completion, no chat
+template), with a Tokens view and a next-token Probabilities view beside it."""
+from __future__ import annotations
+
+import html
+import json
+
+import gradio as gr
+
+from modules.completion import (
+    CompletionError, SessionControl, next_token_probabilities, stream_completion, token_view,
+)
+from modules.params import GenerationParams, ParamError
+from modules.ui.context import UIContext
+
+PROBABILITY_COUNT = 10
+# UI plumbing, not an API: kept out of the API page; "always_last" never drops the final value.
+_QUIET = dict(show_progress="hidden", api_visibility="undocumented")
+_LIVE = dict(trigger_mode="always_last", **_QUIET)
+
+
+def build(ctx: UIContext) -> None:
+    control = gr.State(SessionControl)       # a new handle per browser session
+    before_last = gr.State(None)             # the text before the last generation, for Undo
+    with gr.Row():
+        with gr.Column(scale=3):
+            text = gr.Textbox(lines=22, max_lines=40, show_label=False, elem_id="notebook-text",
+                              placeholder="Write the beginning of a text; Generate continues it.")
+            with gr.Row():
+                generate = gr.Button("Generate", variant="primary", elem_id="notebook-generate")
+                stop = gr.Button("Stop", variant="stop", elem_id="notebook-stop")
+                undo = gr.Button("Undo", elem_id="notebook-undo")
+            status = gr.Markdown(elem_id="notebook-status")
+        with gr.Column(scale=2):
+            with gr.Tabs():
+                with gr.Tab("Tokens", id="notebook-tokens"):
+                    token_summary = gr.Markdown()
+                    token_table = gr.Dataframe(headers=["#", "id", "token"],
+                                               datatype=["number", "number", "str"],
+                                               interactive=False, max_height=520,
+                                               elem_id="notebook-token-table")
+                with gr.Tab("Probabilities", id="notebook-probabilities") as probabilities_tab:
+                    chart = gr.HTML(elem_id="notebook-probability-chart")
+                    refresh = gr.Button("Refresh", size="sm")
+
+    def run_generation(current, params_values, session_control, request: gr.Request):
+        try:
+            params = _params(params_values)
+        except ParamError as exc:
+            yield gr.skip(), gr.skip(), f"⚠️ Settings not valid: {exc}"
+            return
+        before = current or ""
+        owner = getattr(request, "session_hash", "") or ""
+        for update in stream_completion(ctx.scheduler, before, params, owner, session_control):
+            for notice in update.notices:
+                gr.Info(notice)
+            finished = update.finished
+            if finished is not None and finished.reason == "error":
+                gr.Warning(finished.error)
+                yield gr.skip(), gr.skip(), f"⚠️ {update.status}"
+                return
+            yield before + update.text, before, update.status
+
+    def show_tokens(current, params_values):
+        try:
+            tokens = token_view(ctx.scheduler, current, _params(params_values))
+        except (ParamError, CompletionError) as exc:
+            return f"⚠️ {exc}", []
+        rows = [[i, token, _readable(piece)] for i, (token, piece) in enumerate(tokens)]
+        return f"**{len(rows)}** tokens", rows
+
+    def show_probabilities(current, params_values, request: gr.Request):
+        try:
+            params = _params(params_values)
+            owner = getattr(request, "session_hash", "") or ""
+            candidates = next_token_probabilities(ctx.scheduler, current, params,
+                                                  PROBABILITY_COUNT, owner=owner)
+        except (ParamError, CompletionError) as exc:
+            return f"<p>⚠️ {html.escape(str(exc))}</p>"
+        return probability_chart(candidates, params)
+
+    def undo_last(previous, session_control):
+        session_control.stop()
+        if previous is None:
+            return gr.skip(), None, "Nothing to undo."
+        return previous, None, "Restored the text from before the last generation."
+
+    def show_views(current, params_values, request: gr.Request):
+        return (*show_tokens(current, params_values), show_probabilities(current, params_values, request))
+
+    # The scheduler queues the model's work, so these run for every browser at once.
+    views = dict(fn=show_views, inputs=[text, ctx.params_state],
+                 outputs=[token_summary, token_table, chart], concurrency_limit=None, **_QUIET)
+
+    generation = generate.click(run_generation, [text, ctx.params_state, control],
+                                [text, before_last, status], concurrency_limit=None)
+    generation.then(**views)
+    stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
+    # Undo also cancels a generation in flight, so none of its late updates overwrite the text.
+    undo.click(undo_last, [before_last, control], [text, before_last, status],
+               cancels=[generation], **_QUIET).then(**views)
+
+    text.input(show_tokens, [text, ctx.params_state], [token_summary, token_table], **_LIVE)
+    # The probabilities cost a pass over the whole text, so not on every keystroke.
+    probability_inputs = dict(fn=show_probabilities, inputs=[text, ctx.params_state], outputs=chart,
+                              concurrency_limit=None, **_LIVE)
+    text.blur(**probability_inputs)
+    refresh.click(**probability_inputs)
+    probabilities_tab.select(**probability_inputs)
+    # A moved slider in the Parameters tab reshapes the chart (temperature flattens it).
+    ctx.params_state.change(**views, trigger_mode="always_last")
+
+
+def probability_chart(candidates, params: GenerationParams) -> str:
+    """An HTML bar chart on a fixed 0-100 % scale, so a flatter distribution shows as
+    shorter bars rather than being rescaled away."""
+    if not candidates:
+        return "<p>This loader cannot show next-token probabilities.</p>"
+    if params.is_greedy:
+        heading = "Greedy decoding (do_sample off or temperature 0): always the likeliest token."
+    else:
+        heading = f"Next token at temperature {params.temperature:g}" + _truncation_note(params)
+    rows = []
+    for candidate in candidates:
+        percent = candidate.probability * 100
+        rows.append(
+            '<div style="display:flex;align-items:center;gap:8px;margin:2px 0">'
+            f'<code style="width:9em;overflow:hidden;white-space:pre" title="id {candidate.token}">'
+            f'{html.escape(_readable(candidate.text))}</code>'
+            '<div style="flex:1;background:var(--block-border-color);border-radius:3px;height:14px">'
+            f'<div class="probability-bar" style="width:{percent:.2f}%;height:100%;'
+            'background:var(--color-accent);border-radius:3px"></div></div>'
+            f'<span style="width:4.5em;text-align:right">{percent:.1f}%</span></div>')
+    return f"<div><p>{html.escape(heading)}</p>{''.join(rows)}</div>"
+
+
+def _truncation_note(params: GenerationParams) -> str:
+    active = [f"{name} {getattr(params, name):g}" for name, off in
+              (("top_k", 0), ("top_p", 1.0), ("min_p", 0.0), ("typical_p", 1.0)) if getattr(params, name) != off]
+    return f" ({', '.join(active)})" if active else ""
+
+
+def _readable(piece: str) -> str:
+    """A token as a quoted string, so spaces and line breaks are visible."""
+    return json.dumps(piece, ensure_ascii=False)
+
+
+def _params(values) -> GenerationParams:
+    return GenerationParams.from_dict(values or {}, strict=False)

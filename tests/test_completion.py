@@ -1,0 +1,141 @@
+"""Raw completion (Notebook and Default tabs) on the real default model through the scheduler."""
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from modules.completion import (
+    CompletionError, SessionControl, next_token_probabilities, stream_completion, token_view,
+)
+from modules.params import GenerationParams
+
+FRANCE = "The capital of France is"
+
+
+def greedy(**changes) -> GenerationParams:
+    return GenerationParams(do_sample=False, max_new_tokens=changes.pop("max_new_tokens", 12), **changes)
+
+
+def run(scheduler, text, params, control=None) -> list:
+    return list(stream_completion(scheduler, text, params, "tester", control))
+
+
+def test_raw_completion_continues_the_text(scheduler):
+    updates = run(scheduler, FRANCE, greedy())
+    final = updates[-1]
+    assert final.finished is not None and final.finished.ok
+    # No chat template: the model continues the sentence instead of answering it.
+    assert final.text.startswith(" Paris")
+    assert final.finished.n_tokens > 0
+    assert "tokens/s" in final.status and f"{final.finished.n_tokens} tokens" in final.status
+    # Each streamed update holds the whole continuation so far.
+    for earlier, later in zip(updates, updates[1:]):
+        assert later.text.startswith(earlier.text)
+
+
+def test_streamed_updates_are_coalesced(scheduler):
+    stamps = []
+    for update in stream_completion(scheduler, "Once upon a time", greedy(max_new_tokens=60, ban_eos_token=True)):
+        if update.finished is None:
+            stamps.append(time.perf_counter())
+    gaps = [b - a for a, b in zip(stamps, stamps[1:])]
+    assert all(gap >= 0.045 for gap in gaps), "more than 20 updates per second"
+
+
+def test_stop_ends_only_this_sessions_generation(scheduler):
+    mine, other = SessionControl(), SessionControl()
+    results = {}
+
+    def consume(name, control, params):
+        results[name] = run(scheduler, "Once upon a time", params, control)[-1].finished
+
+    long = GenerationParams(max_new_tokens=2000, ban_eos_token=True, seed=1)
+    threads = [threading.Thread(target=consume, args=("mine", mine, long)),
+               threading.Thread(target=consume, args=("other", other, greedy(max_new_tokens=40)))]
+    for thread in threads:
+        thread.start()
+    deadline = time.time() + 60
+    while (mine.request is None or not mine.request.generated) and time.time() < deadline:
+        time.sleep(0.02)
+    assert mine.stop()
+    for thread in threads:
+        thread.join(120)
+    assert results["mine"].reason == "cancelled" and results["mine"].n_tokens < 2000
+    assert results["other"].ok and results["other"].n_tokens > 0
+
+
+def test_closing_the_stream_frees_the_request(scheduler):
+    """A browser that goes away stops iterating; the request must be cancelled, not left running."""
+    control = SessionControl()
+    stream = stream_completion(scheduler, "Once upon a time", greedy(max_new_tokens=2000, ban_eos_token=True),
+                               "tester", control)
+    next(stream)
+    stream.close()
+    finished = control.request.result()
+    assert finished.reason == "cancelled" and finished.n_tokens < 2000
+
+
+def test_prompt_longer_than_the_context_is_a_clear_error(scheduler, llama_backend):
+    long_text = "word " * (llama_backend.info.n_ctx + 100)
+    final = run(scheduler, long_text, greedy())[-1]
+    assert final.finished.reason == "error"
+    assert "context" in final.status and final.status.startswith("Error:")
+    with pytest.raises(CompletionError, match="context"):
+        next_token_probabilities(scheduler, long_text, GenerationParams())
+
+
+def test_probabilities_sum_to_one_and_are_sorted(scheduler, llama_backend):
+    everything = next_token_probabilities(scheduler, FRANCE, GenerationParams(), count=10**6)
+    assert sum(c.probability for c in everything) == pytest.approx(1.0, abs=1e-3)
+    top = next_token_probabilities(scheduler, FRANCE, GenerationParams(), count=10)
+    assert len(top) == 10
+    probabilities = [c.probability for c in top]
+    assert probabilities == sorted(probabilities, reverse=True)
+    assert top[0].text == " Paris"
+    assert top[0].text == llama_backend.token_text(top[0].token)
+
+
+def test_probabilities_flatten_as_temperature_rises(scheduler):
+    tops = [next_token_probabilities(scheduler, FRANCE, GenerationParams(temperature=t), count=5)[0].probability
+            for t in (0.5, 1.0, 1.5, 2.5)]
+    assert tops == sorted(tops, reverse=True) and tops[0] > tops[-1] + 0.3, tops
+
+
+def test_probabilities_follow_truncation_and_greedy(scheduler):
+    top_k = next_token_probabilities(scheduler, FRANCE, GenerationParams(top_k=3), count=10)
+    assert len(top_k) == 3 and sum(c.probability for c in top_k) == pytest.approx(1.0, abs=1e-3)
+    min_p = next_token_probabilities(scheduler, FRANCE, GenerationParams(min_p=0.05), count=10)
+    assert all(c.probability >= 0.05 * min_p[0].probability * 0.99 for c in min_p)
+    only = next_token_probabilities(scheduler, FRANCE, greedy(), count=10)
+    assert [(c.text, c.probability) for c in only] == [(" Paris", 1.0)]
+
+
+def test_probabilities_while_a_generation_runs(scheduler):
+    control = SessionControl()
+    results = []
+    worker = threading.Thread(target=lambda: results.append(
+        run(scheduler, "Once upon a time", greedy(max_new_tokens=40, ban_eos_token=True), control)[-1]))
+    worker.start()
+    try:
+        candidates = next_token_probabilities(scheduler, FRANCE, GenerationParams(), count=5)
+    finally:
+        worker.join(120)
+    assert candidates[0].text == " Paris"
+    assert results[0].finished.reason == "length" and results[0].finished.n_tokens == 40
+
+
+def test_token_view_round_trips_to_the_text(scheduler, llama_backend):
+    text = "Hello world!\nThe capital of France is Paris."
+    params = GenerationParams()
+    tokens = token_view(scheduler, text, params)
+    ids = [token for token, _ in tokens]
+    # The view shows exactly the tokens a generation reads.
+    assert ids == llama_backend.tokenize(text, add_bos=params.add_bos_token)
+    pieces = b"".join(llama_backend.token_bytes(t, skip_special=False) for t in ids)
+    bos = llama_backend.info.bos_token.encode()
+    if params.add_bos_token and llama_backend.info.add_bos_default and bos:
+        pieces = pieces.removeprefix(bos)
+    assert pieces.decode("utf-8") == text
+    assert "".join(piece for _, piece in tokens).endswith(text)
