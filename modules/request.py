@@ -29,6 +29,8 @@ class Request:
         self.finished: Finished | None = None
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancelled = threading.Event()
+        self._stream_done = False              # the caller has read the Finished event
+        self.last_reported_ahead: int | None = None
 
     # ---- the caller's side ------------------------------------------------------------
     def cancel(self) -> None:
@@ -41,18 +43,21 @@ class Request:
 
     def events(self, timeout: float | None = None) -> Iterator[TextDelta | Queued | Finished]:
         """Yields events until (and including) the Finished event."""
+        if self._stream_done:
+            return
         while True:
             event = self._events.get(timeout=timeout)
-            yield event
             if isinstance(event, Finished):
+                self._stream_done = True
+                yield event
                 return
+            yield event
 
     def result(self) -> Finished:
         """Blocks until the request ends; returns its Finished event."""
-        for event in self.events():
-            if isinstance(event, Finished):
-                return event
-        raise AssertionError("unreachable")
+        for _ in self.events():
+            pass
+        return self.finished
 
     def text(self) -> str:
         return self.result().text

@@ -175,8 +175,8 @@ class Scheduler:
         """Tells each waiting request how many are ahead of it, when that changed."""
         with self._wake:
             for ahead, request in enumerate(self._waiting):
-                if getattr(request, "_last_ahead", None) != ahead:
-                    request._last_ahead = ahead
+                if request.last_reported_ahead != ahead:
+                    request.last_reported_ahead = ahead
                     request.emit_queued(ahead)
 
     def _drop_cancelled(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modules.params import GenerationParams
-from modules.ui import chat_tab, model_tab
+from modules.ui import chat_tab, model_tab, parameters_tab, template_tab
 from modules.ui.context import UIContext
 
 CSS = """
@@ -18,10 +18,14 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
             gr.Markdown(banner, elem_id="banner")
         ctx.params_state = gr.State((default_params or GenerationParams()).to_dict())
         ctx.template_state = gr.State(None)
-        ctx.character_state = gr.State({"name": "Assistant", "context": "", "greeting": ""})
+        ctx.character_state = gr.State({"name": "Assistant", "context": "", "greeting": "", "picture": None})
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat_tab.build(ctx)
+            with gr.Tab("Parameters", id="parameters"):
+                parameters_tab.build(ctx)
             with gr.Tab("Model", id="model"):
                 model_tab.build(ctx)
+            with gr.Tab("Instruction template", id="template"):
+                template_tab.build(ctx)
     return app
