@@ -14,9 +14,9 @@ from modules.params import GenerationParams, ParamError
 from modules.ui.context import UIContext
 
 PROBABILITY_COUNT = 10
-# UI plumbing, not an API: kept out of the API page; "always_last" never drops the final value.
+# UI plumbing, not an API: kept out of the API page. "always_last" (below) never drops
+# the final value of a burst of edits.
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
-_LIVE = dict(trigger_mode="always_last", **_QUIET)
 
 
 def build(ctx: UIContext) -> None:
@@ -85,30 +85,27 @@ def build(ctx: UIContext) -> None:
             return gr.skip(), None, "Nothing to undo."
         return previous, None, "Restored the text from before the last generation."
 
-    def show_views(current, params_values, request: gr.Request):
-        return (*show_tokens(current, params_values), show_probabilities(current, params_values, request))
-
     # The scheduler queues the model's work, so these run for every browser at once.
-    views = dict(fn=show_views, inputs=[text, ctx.params_state],
-                 outputs=[token_summary, token_table, chart], concurrency_limit=None, **_QUIET)
+    # Tokens first: they are instant, the probabilities need a pass over the whole text.
+    tokens_update = dict(fn=show_tokens, inputs=[text, ctx.params_state],
+                         outputs=[token_summary, token_table], concurrency_limit=None, **_QUIET)
+    probabilities_update = dict(fn=show_probabilities, inputs=[text, ctx.params_state], outputs=chart,
+                                concurrency_limit=None, **_QUIET)
 
     generation = generate.click(run_generation, [text, ctx.params_state, control],
                                 [text, before_last, status], concurrency_limit=None)
-    generation.then(**views)
+    generation.then(**tokens_update).then(**probabilities_update)
     stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
     # Undo also cancels a generation in flight, so none of its late updates overwrite the text.
     undo.click(undo_last, [before_last, control], [text, before_last, status],
-               cancels=[generation], **_QUIET).then(**views)
+               cancels=[generation], **_QUIET).then(**tokens_update).then(**probabilities_update)
 
-    text.input(show_tokens, [text, ctx.params_state], [token_summary, token_table], **_LIVE)
-    # The probabilities cost a pass over the whole text, so not on every keystroke.
-    probability_inputs = dict(fn=show_probabilities, inputs=[text, ctx.params_state], outputs=chart,
-                              concurrency_limit=None, **_LIVE)
-    text.blur(**probability_inputs)
-    refresh.click(**probability_inputs)
-    probabilities_tab.select(**probability_inputs)
+    text.input(**tokens_update, trigger_mode="always_last")
+    # Not on every keystroke: when the user leaves the text, opens the view or asks.
+    for trigger in (text.blur, refresh.click, probabilities_tab.select):
+        trigger(**probabilities_update, trigger_mode="always_last")
     # A moved slider in the Parameters tab reshapes the chart (temperature flattens it).
-    ctx.params_state.change(**views, trigger_mode="always_last")
+    ctx.params_state.change(**tokens_update, trigger_mode="always_last").then(**probabilities_update)
 
 
 def probability_chart(candidates, params: GenerationParams) -> str:
