@@ -10,13 +10,17 @@ sys.path.insert(0, str(ROOT))
 
 from modules import cli, model_files  # noqa: E402
 from modules.accounts import Accounts, AccountsError, client_address_middleware  # noqa: E402
+from modules.chat_service import ChatService  # noqa: E402
+from modules.history_store import HistoryStore  # noqa: E402
 from modules.model_manager import ModelManager  # noqa: E402
+from modules.request_limits import RequestLimits  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params  # noqa: E402
 from modules.ui.app import build_app  # noqa: E402
 from modules.ui.context import UIContext  # noqa: E402
 
 log = logging.getLogger("server")
+DEFAULT_PRESET = "Balanced"     # what the page starts with when --settings is not given
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,12 +34,14 @@ def main(argv: list[str] | None = None) -> None:
 
     notices = []
     try:
-        default_params = load_default_params(args.settings, ROOT / "presets")
+        default_params = load_default_params(args.settings or None, ROOT / "presets",
+                                             fallback_preset=DEFAULT_PRESET)
     except SettingsError as exc:
         log.error("%s", exc)
         notices.append(f"**Settings file ignored:** {exc}")
         default_params = None
 
+    data_dir = Path(args.data_dir) if Path(args.data_dir).is_absolute() else ROOT / args.data_dir
     scheduler = Scheduler()
     models = ModelManager(scheduler, ROOT / args.model_dir if not Path(args.model_dir).is_absolute()
                           else args.model_dir)
@@ -54,7 +60,12 @@ def main(argv: list[str] | None = None) -> None:
         log.warning(warning)
         notices.append(f"**Open to the network:** {warning}")
 
-    ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings)
+    store = HistoryStore(data_dir / "chats")
+    interrupted = store.mark_interrupted()
+    if interrupted:
+        log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
+    ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
+                    chat=ChatService(scheduler, store, RequestLimits()))
     app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
     app.queue(default_concurrency_limit=None)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)

@@ -75,18 +75,19 @@ def build_chat_prompt(
             dropped += 1
 
 
+_CUT = "\u0000cut-here\u0000"     # marks where a continued message ends in the render
+
+
 def _render(template: str, messages: list[dict], bos: str, eos: str, continue_last: bool) -> str:
     if not continue_last:
         return render_chat_template(template, messages, add_generation_prompt=True,
                                     bos_token=bos, eos_token=eos)
-    # Render the partial reply as a finished message, then cut its closing markers so
-    # the model carries on writing it.
-    last = messages[-1]["content"]
-    rendered = render_chat_template(template, messages, add_generation_prompt=False,
+    # Render the partial last message as a finished one with a marker at its end, then
+    # cut there: the closing markers go, and the model carries on writing that message.
+    last = dict(messages[-1], content=messages[-1]["content"] + _CUT)
+    rendered = render_chat_template(template, messages[:-1] + [last], add_generation_prompt=False,
                                     bos_token=bos, eos_token=eos)
-    cut = rendered.rfind(last)
+    cut = rendered.rfind(_CUT)
     if cut == -1:
         raise TemplateError("The template does not include the last message, so it cannot be continued.")
-    return rendered[: cut + len(last)]
-
-
+    return rendered[:cut]

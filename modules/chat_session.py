@@ -54,7 +54,7 @@ def stream_reply(
     """messages end with the user's message (or, with continue_last, a partial reply)."""
     backend = scheduler.backend
     if backend is None:
-        yield _failure("No model is loaded. Load one in the Model tab.")
+        yield failure_update("No model is loaded. Load one in the Model tab.")
         return
     info = backend.info
     reserve = min(params.max_new_tokens, info.n_ctx // 2)
@@ -65,7 +65,7 @@ def stream_reply(
             info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
             continue_last=continue_last)
     except (PromptTooLong, TemplateError) as exc:
-        yield _failure(str(exc))
+        yield failure_update(str(exc))
         return
     notices = [prompt.notice] if prompt.notice else []
     request = scheduler.submit(prompt.text, params, owner=owner)
@@ -75,7 +75,7 @@ def stream_reply(
     try:
         for event in request.events():
             if isinstance(event, Queued):
-                yield ReplyUpdate(text, _queue_line(event.ahead), notices=notices)
+                yield ReplyUpdate(text, queue_line(event.ahead), notices=notices)
                 notices = []
             elif isinstance(event, TextDelta):
                 text += event.text
@@ -101,12 +101,12 @@ def summary_line(event: Finished) -> str:
     return f"{event.n_tokens} tokens{speed}{ending}"
 
 
-def _queue_line(ahead: int) -> str:
+def queue_line(ahead: int) -> str:
     if ahead == 0:
         return "Waiting for a free slot: you are next."
     return f"Waiting: {ahead} request{'s' if ahead > 1 else ''} ahead of you."
 
 
-def _failure(message: str) -> ReplyUpdate:
+def failure_update(message: str) -> ReplyUpdate:
     finished = Finished("error", "", 0, 0, None, 0.0, None, error=message)
     return ReplyUpdate("", f"Error: {message}", finished)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from modules.chat_session import (
-    UPDATE_INTERVAL, ReplyUpdate, SessionControl, _failure, _queue_line, summary_line,
+    UPDATE_INTERVAL, ReplyUpdate, SessionControl, failure_update, queue_line, summary_line,
 )
 from modules.events import Finished, Queued, TextDelta
 from modules.params import GenerationParams
@@ -45,7 +45,7 @@ def stream_completion(
     the prompt). At most one update per UPDATE_INTERVAL while writing, then a final one
     with `finished` set and a summary line (tokens, tokens/s, or the error)."""
     if scheduler.backend is None:
-        yield _failure(NO_MODEL)
+        yield failure_update(NO_MODEL)
         return
     request = scheduler.submit(prompt_text or "", params, owner=owner)
     if control is not None:
@@ -54,7 +54,7 @@ def stream_completion(
     try:
         for event in request.events():
             if isinstance(event, Queued):
-                yield ReplyUpdate(text, _queue_line(event.ahead))
+                yield ReplyUpdate(text, queue_line(event.ahead))
             elif isinstance(event, TextDelta):
                 text += event.text
                 now = time.perf_counter()

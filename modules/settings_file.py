@@ -17,8 +17,11 @@ class SettingsError(ValueError):
     pass
 
 
-def load_default_params(path: str | None, presets_dir: Path) -> GenerationParams | None:
+def load_default_params(path: str | None, presets_dir: Path,
+                        fallback_preset: str | None = None) -> GenerationParams | None:
     if not path:
+        if fallback_preset and (presets_dir / f"{fallback_preset}.yaml").exists():
+            return load_preset(fallback_preset, presets_dir)[0]
         return None
     try:
         values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 import gradio as gr
 
 from modules.params import GenerationParams
-from modules.ui import chat_tab, model_tab, parameters_tab, template_tab
+from modules.ui import chat_tab, default_tab, model_tab, notebook_tab, parameters_tab, template_tab
 from modules.ui.context import UIContext
 
 CSS = """
@@ -22,10 +22,16 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat_tab.build(ctx)
+            with gr.Tab("Default", id="default"):
+                default_tab.build(ctx)
+            with gr.Tab("Notebook", id="notebook"):
+                notebook_tab.build(ctx)
             with gr.Tab("Parameters", id="parameters"):
                 parameters_tab.build(ctx)
             with gr.Tab("Model", id="model"):
                 model_tab.build(ctx)
             with gr.Tab("Instruction template", id="template"):
                 template_tab.build(ctx)
+        for fn, inputs, outputs in ctx.on_load:
+            app.load(fn, inputs, outputs)
     return app

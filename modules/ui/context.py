@@ -14,8 +14,10 @@ class UIContext:
     models: Any                    # modules.model_manager.ModelManager
     root: Any                      # pathlib.Path of the project (presets/, characters/, ...)
     default_load_settings: Any = None   # loaders.settings.LoadSettings from the flags
+    chat: Any = None               # modules.chat_service.ChatService
     # per-browser state (gr.State components, created inside the Blocks)
     params_state: Any = None       # dict: the GenerationParams fields in use
     template_state: Any = None     # str | None: chosen instruction template source; None = the model's own
     character_state: Any = None    # dict: {"name", "context", "greeting", "picture"}
     extras: dict = field(default_factory=dict)   # components other tabs need to reach
+    on_load: list = field(default_factory=list)  # (fn, inputs, outputs) run when a page opens

@@ -1,0 +1,201 @@
+"""Chat actions (send, regenerate, continue, impersonate, remove last, edit) on stored chats.
+
+The history store is the source of truth: every finished message is committed when it
+finishes, and a reply being written is saved as it grows (status "streaming"), so a
+server killed mid-reply comes back with that reply kept and marked "interrupted".
+Each action is a generator of ChatUpdate for the UI; nothing here knows about Gradio.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Iterator
+
+from modules.chat_modes import Character, prompt_messages
+from modules.chat_session import SessionControl, stream_reply
+from modules.history_store import Chat, HistoryStore
+from modules.params import GenerationParams
+from modules.request_limits import RequestLimits
+from modules.scheduler import Scheduler
+
+SAVE_INTERVAL = 1.0           # seconds between saves of a reply being written
+TITLE_LENGTH = 60
+STATUS_MARKS = {"interrupted": "\n\n*(interrupted: the server stopped while writing this)*",
+                "stopped": "", "error": ""}
+
+
+@dataclass
+class ChatSettings:
+    params: GenerationParams
+    template: str | None = None
+    mode: str = "chat"
+    character: Character = field(default_factory=Character)
+
+
+@dataclass
+class ChatUpdate:
+    chat_id: str
+    messages: list[dict]            # what the chat view shows
+    status: str = ""
+    notices: list[str] = field(default_factory=list)
+    error: str | None = None
+    done: bool = False
+    draft: str | None = None        # impersonate: text for the input box
+
+
+def display_messages(chat: Chat | None) -> list[dict]:
+    if chat is None:
+        return []
+    return [{"role": m.role, "content": m.content + STATUS_MARKS.get(m.status, "")}
+            for m in chat.messages if m.role in ("user", "assistant")]
+
+
+class ChatService:
+    def __init__(self, scheduler: Scheduler, store: HistoryStore, limits: RequestLimits | None = None):
+        self.scheduler = scheduler
+        self.store = store
+        self.limits = limits or RequestLimits()
+
+    # ---- chats -----------------------------------------------------------------------------
+    def new_chat(self, owner: str, settings: ChatSettings, title: str = "New chat") -> str:
+        chat_id = self.store.create_chat(owner, title, mode=settings.mode,
+                                         character=settings.character.name)
+        greeting = settings.character.greeting.strip()
+        if greeting and settings.mode != "instruct":
+            self.store.append_message(owner, chat_id, "assistant", settings.character.fill(greeting))
+        return chat_id
+
+    def messages(self, owner: str, chat_id: str | None) -> list[dict]:
+        return display_messages(self.store.get_chat(owner, chat_id)) if chat_id else []
+
+    # ---- actions -------------------------------------------------------------------------------
+    def send(self, owner: str, chat_id: str | None, text: str, settings: ChatSettings,
+             control: SessionControl) -> Iterator[ChatUpdate]:
+        self.limits.check_input(text)
+        if not chat_id:
+            chat_id = self.new_chat(owner, settings, title=_title(text))
+        elif self._is_untitled(owner, chat_id):
+            self.store.rename_chat(owner, chat_id, _title(text))
+        self.store.append_message(owner, chat_id, "user", text)
+        yield from self._reply(owner, chat_id, settings, control)
+
+    def regenerate(self, owner, chat_id, settings, control) -> Iterator[ChatUpdate]:
+        chat = self.store.get_chat(owner, chat_id)
+        if chat.messages and chat.messages[-1].role == "assistant" and len(chat.messages) > 1:
+            self.store.delete_message(owner, chat_id, chat.messages[-1].id)
+        yield from self._reply(owner, chat_id, settings, control)
+
+    def continue_reply(self, owner, chat_id, settings, control) -> Iterator[ChatUpdate]:
+        chat = self.store.get_chat(owner, chat_id)
+        if not chat.messages or chat.messages[-1].role != "assistant":
+            yield from self._reply(owner, chat_id, settings, control)
+            return
+        yield from self._reply(owner, chat_id, settings, control, continue_message=chat.messages[-1])
+
+    def impersonate(self, owner, chat_id, draft: str, settings, control) -> Iterator[ChatUpdate]:
+        """Writes the user's next message into the input box; nothing is stored."""
+        history = self._history(owner, chat_id) + [{"role": "user", "content": draft}]
+        mode_prompt = prompt_messages(settings.mode, history, settings.character, impersonate=True)
+        params = _with_stops(settings.params, mode_prompt.stop_strings)
+        shown = self.messages(owner, chat_id)
+        with self.limits.slot(owner):
+            for update in stream_reply(self.scheduler, mode_prompt.messages, params, settings.template,
+                                       owner=owner, control=control, continue_last=True):
+                yield ChatUpdate(chat_id or "", shown, update.status, update.notices,
+                                 _error(update), update.finished is not None, draft + update.text)
+
+    def remove_last(self, owner: str, chat_id: str) -> str:
+        """Removes the last exchange; returns the user's text so it can be edited and resent."""
+        chat = self.store.get_chat(owner, chat_id)
+        messages = list(chat.messages)
+        text = ""
+        if messages and messages[-1].role == "assistant":
+            self.store.delete_message(owner, chat_id, messages.pop().id)
+        if messages and messages[-1].role == "user":
+            text = messages[-1].content
+            self.store.delete_message(owner, chat_id, messages.pop().id)
+        return text
+
+    def edit_message(self, owner: str, chat_id: str, index: int, text: str) -> None:
+        """index counts the messages the chat view shows."""
+        shown = [m for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
+        if not 0 <= index < len(shown):
+            raise IndexError("That message no longer exists.")
+        self.limits.check_input(text)
+        self.store.update_message(owner, chat_id, shown[index].id, content=text, status="done")
+
+    # ---- the reply ---------------------------------------------------------------------------
+    def _reply(self, owner, chat_id, settings: ChatSettings, control, continue_message=None):
+        history = self._history(owner, chat_id)
+        mode_prompt = prompt_messages(settings.mode, history, settings.character,
+                                      continue_last=continue_message is not None)
+        params = _with_stops(settings.params, mode_prompt.stop_strings)
+        prefix = continue_message.content if continue_message else ""
+        with self.limits.slot(owner):
+            if continue_message is None:
+                reply_id = self.store.append_message(owner, chat_id, "assistant", "", status="streaming")
+            else:
+                reply_id = continue_message.id
+                self.store.update_message(owner, chat_id, reply_id, status="streaming")
+            shown = self.messages(owner, chat_id)
+            last_save, text, saved = time.monotonic(), prefix, False
+            try:
+                for update in stream_reply(self.scheduler, mode_prompt.messages, params, settings.template,
+                                           owner=owner, control=control,
+                                           continue_last=continue_message is not None):
+                    text = prefix + update.text
+                    shown[-1] = {"role": "assistant", "content": text}
+                    if update.finished is not None:
+                        self._save_final(owner, chat_id, reply_id, text, update.finished,
+                                         is_new=continue_message is None)
+                        saved = True
+                        if update.finished.reason == "error" and text == prefix:
+                            shown = self.messages(owner, chat_id)
+                    elif time.monotonic() - last_save >= SAVE_INTERVAL:
+                        last_save = time.monotonic()
+                        self.store.update_message(owner, chat_id, reply_id, content=text)
+                    yield ChatUpdate(chat_id, shown, update.status, update.notices, _error(update),
+                                     update.finished is not None)
+            finally:
+                if not saved:      # the browser went away mid-reply: keep what was written
+                    self.store.update_message(owner, chat_id, reply_id, content=text, status="stopped")
+
+    def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool) -> None:
+        if finished.reason == "error" and is_new and not text:
+            self.store.delete_message(owner, chat_id, reply_id)    # leave no empty reply behind
+            return
+        meta = {"tokens": finished.n_tokens, "tokens_per_second": finished.tokens_per_second,
+                "finish_reason": finished.reason}
+        self.store.update_message(owner, chat_id, reply_id, content=text,
+                                  status=_final_status(finished.reason), meta=meta)
+
+    def _history(self, owner, chat_id) -> list[dict]:
+        if not chat_id:
+            return []
+        return [{"role": m.role, "content": m.content}
+                for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
+
+    def _is_untitled(self, owner, chat_id) -> bool:
+        chat = self.store.get_chat(owner, chat_id)
+        return chat.title == "New chat" and not any(m.role == "user" for m in chat.messages)
+
+
+def _title(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= TITLE_LENGTH else line[: TITLE_LENGTH - 1] + "…"
+
+
+def _with_stops(params: GenerationParams, stops: list[str]) -> GenerationParams:
+    if not stops:
+        return params
+    merged = list(params.custom_stopping_strings) + [s for s in stops if s not in params.custom_stopping_strings]
+    return params.replace(custom_stopping_strings=merged)
+
+
+def _final_status(reason: str) -> str:
+    return {"stop": "done", "length": "done", "cancelled": "stopped"}.get(reason, "error")
+
+
+def _error(update) -> str | None:
+    finished = update.finished
+    return finished.error if finished is not None and finished.reason == "error" else None
