@@ -8,6 +8,7 @@ no other request.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import traceback
@@ -26,6 +27,8 @@ class Scheduler:
         self._waiting: deque[Request] = deque()
         self._active: dict[Sequence, Request] = {}
         self._feeds: dict[Sequence, int] = {}
+        self._admissions = itertools.count()
+        self._last_admitted: dict[str, int] = {}     # owner -> when last given a slot
         self._wake = threading.Condition()
         self._model_lock = threading.RLock()   # held for a step, and to swap the model
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
@@ -140,17 +143,24 @@ class Scheduler:
             for request in waiting:
                 request.finish("error", "No model is loaded. Load one in the Model tab.")
             return
-        keep = deque()
-        for request in waiting:
-            if request.cancelled:
-                request.finish("cancelled")
-            elif len(self._active) < backend.info.max_sequences:
-                self._open(backend, request)
-            else:
-                keep.append(request)
+        for request in [r for r in waiting if r.cancelled]:
+            waiting.remove(request)
+            request.finish("cancelled")
+        # Fair share: a free slot goes to the waiting request whose owner has the fewest
+        # requests running, then to the owner served least recently (round robin), so one
+        # person's burst never holds everyone else back.
+        while waiting and len(self._active) < backend.info.max_sequences:
+            request = min(waiting, key=self._fair_order)
+            waiting.remove(request)
+            self._last_admitted[request.owner] = next(self._admissions)
+            self._open(backend, request)
         with self._wake:
-            self._waiting.extendleft(reversed(keep))
+            self._waiting.extendleft(reversed(sorted(waiting, key=self._fair_order)))
         self._report_positions()
+
+    def _fair_order(self, request: Request) -> tuple[int, int, int]:
+        running = sum(1 for r in self._active.values() if r.owner == request.owner)
+        return running, self._last_admitted.get(request.owner, -1), request.id
 
     def _open(self, backend: Backend, request: Request) -> None:
         try:
