@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
                     chat=ChatService(scheduler, store, RequestLimits()))
+    ctx.extras["data_dir"] = data_dir
     app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
     app.queue(default_concurrency_limit=None)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
