@@ -2,16 +2,21 @@
 
 Cheap checks first: is_hf_folder / is_gptq_folder read only small JSON files, so the
 model list can call them for every folder. check_folder explains, before any weights are
-read, the failures a user would otherwise meet as a stack trace.
+read, the failures a user would otherwise meet as a stack trace. The tokenizer tables at
+the end (raw bytes per token, end-of-generation ids) serve the Transformers backend.
 """
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from loaders.base import ModelLoadError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+# Tokens chat models use to end their turn, besides the configured eos ids.
+CHAT_END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
+                   "<|end_of_text|>", "</s>")
 
 
 def _read_json(path: Path) -> dict | None:
@@ -133,3 +138,86 @@ def _check_memory(path: Path, factor: float) -> None:
             f"'{path.name}' needs about {needed / 2**30:.1f} GiB of memory but only "
             f"{available / 2**30:.1f} GiB is free. Close other programs, load a smaller or "
             "quantized model (GGUF or GPTQ), or use --bf16 to halve the size.")
+
+
+# ---- tokenizer tables (a loaded tokenizer of the folder) --------------------------------------
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte <-> printable character map used by byte-level BPE."""
+    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
+        + list(range(ord("®"), ord("ÿ") + 1))
+    chars = visible[:]
+    extra = 0
+    for b in range(256):
+        if b not in visible:
+            visible.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(visible, map(chr, chars)))
+
+
+def _decoder_kind(tokenizer) -> str:
+    """'byte_level' (GPT-2 style), 'sentencepiece' (▁ for spaces, <0xNN> byte tokens) or
+    'other', read from the fast tokenizer's decoder description."""
+    try:
+        decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
+    except Exception:
+        return "other"
+    text = json.dumps(decoder)
+    if '"ByteLevel"' in text:
+        return "byte_level"
+    if "Metaspace" in text or "ByteFallback" in text or "\u2581" in text or "\\u2581" in text:
+        return "sentencepiece"
+    return "other"
+
+
+_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
+
+
+def token_table(tokenizer) -> tuple[list[bytes], frozenset[int]]:
+    """Raw bytes of every token, and the ids of special tokens. Tokens are mapped one by
+    one so a token holding half of an emoji yields exactly its bytes."""
+    count = len(tokenizer)
+    names = tokenizer.convert_ids_to_tokens(list(range(count)))
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    special = {i for i, tok in added.items() if getattr(tok, "special", False)}
+    special |= set(tokenizer.all_special_ids)
+    kind = _decoder_kind(tokenizer)
+    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+    pieces = []
+    for token_id, name in enumerate(names):
+        if name is None:
+            pieces.append(b"")
+        elif token_id in added:                    # added tokens are stored as plain text
+            pieces.append(name.encode("utf-8"))
+        elif kind == "byte_level" and all(c in byte_of for c in name):
+            pieces.append(bytes(byte_of[c] for c in name))
+        elif kind == "sentencepiece":
+            match = _BYTE_TOKEN.fullmatch(name)
+            pieces.append(bytes([int(match.group(1), 16)]) if match
+                          else name.replace("\u2581", " ").encode("utf-8"))
+        else:
+            pieces.append(tokenizer.decode([token_id]).encode("utf-8"))
+    return pieces, frozenset(special)
+
+
+def end_of_generation_ids(model, tokenizer) -> set[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config):
+        value = getattr(source, "eos_token_id", None) if source is not None else None
+        if isinstance(value, int):
+            ids.add(value)
+        elif isinstance(value, (list, tuple)):
+            ids.update(int(v) for v in value)
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    vocab = tokenizer.get_vocab()
+    ids.update(vocab[name] for name in CHAT_END_TOKENS if name in vocab)
+    return ids
+
+
+def tokenizer_adds_bos(tokenizer) -> bool:
+    bos = tokenizer.bos_token_id
+    if bos is None:
+        return False
+    return tokenizer("a")["input_ids"][:1] == [bos]
+

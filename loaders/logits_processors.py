@@ -8,7 +8,8 @@ what is left, the way llama.cpp's candidate list shrinks. Definitions follow lla
 SequenceSampler chains them in llama.cpp's default order:
     logit bias / bans -> penalties -> DRY -> top_n_sigma -> top_k -> typical -> top_p
     -> min_p -> XTC -> temperature (or dynamic temperature) -> draw
-Mirostat 2 replaces the truncation steps (top_n_sigma .. XTC) and the draw.
+Mirostat (1 or 2) replaces the truncation steps (top_n_sigma .. XTC) and the draw; the
+penalties and DRY still apply before it, as in the llama.cpp loader's chain.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from modules.params import GenerationParams
 
 NEG_INF = float("-inf")
 DRY_MAX_MATCH = 50          # longer repeats get no bigger penalty (keeps base**n finite)
+MIROSTAT_M = 100            # tokens Mirostat 1 uses to estimate the distribution's shape
 
 
 # ---- bias and bans ---------------------------------------------------------------------
@@ -279,17 +281,54 @@ class SequenceSampler:
         if self.params.is_greedy:
             return torch.softmax(logits, dim=-1)
         if self.params.mirostat_mode:
-            return _mirostat_truncate(torch.softmax(self._temperature(logits), dim=-1), self.mirostat_mu)
+            return self._mirostat_probs(self._temperature(logits))
         return torch.softmax(self._temperature(self._truncate(logits, with_xtc=False)), dim=-1)
 
+    def _mirostat_probs(self, logits: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(logits, dim=-1)
+        if self.params.mirostat_mode == 1:
+            return _keep_top(probs, _mirostat_v1_keep(probs, self.mirostat_mu))
+        return _mirostat_truncate(probs, self.mirostat_mu)
+
     def _mirostat(self, logits: torch.Tensor) -> int:
-        """Mirostat 2.0: drop tokens more surprising than mu (in bits), draw from the rest,
-        then move mu towards the target surprise tau by the observed error."""
-        probs = _mirostat_truncate(torch.softmax(logits, dim=-1), self.mirostat_mu)
+        """Mirostat: keep the tokens that fit the current surprise budget mu (2.0: tokens
+        at most mu bits surprising; 1.0: the top k estimated from mu), draw, then move mu
+        towards the target surprise tau by the observed error."""
+        probs = self._mirostat_probs(logits)
         token = int(torch.multinomial(probs, 1, generator=self.generator))
         observed = -math.log2(max(float(probs[token]), 1e-30))
         self.mirostat_mu -= self.params.mirostat_eta * (observed - self.params.mirostat_tau)
         return token
+
+
+def _mirostat_v1_keep(probs: torch.Tensor, mu: float, m: int = MIROSTAT_M) -> int:
+    """Mirostat 1.0: how many top tokens to keep. Estimates the Zipf exponent s from the
+    m likeliest tokens, then the k whose expected surprise matches mu (llama.cpp)."""
+    top = torch.topk(probs, min(m, probs.shape[-1])).values.double()
+    top = top[top > 0]
+    if top.numel() < 2:
+        return 1
+    i = torch.arange(1, top.numel(), dtype=torch.float64)
+    t = torch.log((i + 1) / i)
+    b = torch.log(top[:-1] / top[1:])
+    s_hat = float((t * b).sum() / (t * t).sum())
+    epsilon = s_hat - 1
+    if s_hat <= 0 or epsilon == 0:
+        return probs.shape[-1]
+    try:
+        k = ((epsilon * 2.0 ** mu) / (1 - probs.shape[-1] ** -epsilon)) ** (1 / s_hat)
+    except (OverflowError, ZeroDivisionError):
+        return probs.shape[-1]
+    if isinstance(k, complex) or math.isnan(k):
+        return probs.shape[-1]
+    return max(1, min(int(k), probs.shape[-1]))
+
+
+def _keep_top(probs: torch.Tensor, k: int) -> torch.Tensor:
+    kept = torch.zeros_like(probs)
+    values, ids = torch.topk(probs, k)
+    kept[ids] = values
+    return kept / kept.sum()
 
 
 def _mirostat_truncate(probs: torch.Tensor, mu: float) -> torch.Tensor:

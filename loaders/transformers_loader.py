@@ -1,10 +1,10 @@
 """Hugging Face folders through transformers (fp32/bf16 on the CPU, fp16/bf16 on a GPU).
 
 Each sequence keeps its own KV cache (a transformers DynamicCache). forward() processes
-new prompts one at a time and decodes the sequences that were fed a token together, in
-one batched call (DecodeGroup), which on the CPU serves about 2.5 times the tokens of
-one-by-one decoding with four users. Sampling is ours (loaders/logits_processors.py), one seeded
-torch.Generator per sequence. The GPTQ loader reuses this class.
+new prompts one at a time and decodes the sequences that were fed a token together in
+one batched call (DecodeGroup): with four users that serves 2-4 times the tokens of
+decoding them one by one on the CPU. Sampling is ours (loaders/logits_processors.py),
+one seeded torch.Generator per sequence. The GPTQ loader reuses this class.
 """
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from pathlib import Path
 import torch
 
 from loaders.base import Backend, ModelInfo, ModelLoadError, Sequence
-from loaders.hf_folder import chat_template_from_folder, check_folder, weights_size
+from loaders.hf_folder import (
+    chat_template_from_folder, check_folder, end_of_generation_ids, token_table, tokenizer_adds_bos,
+    weights_size,
+)
 from loaders.logits_processors import SequenceSampler
 from loaders.settings import LoadSettings
 from modules.params import GenerationParams
 
 DEFAULT_CTX_CAP = 4096
-# Tokens chat models use to end their turn, besides the configured eos ids.
-CHAT_END_TOKENS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-                   "<|end_of_text|>", "</s>")
 
 
 class HFSequence(Sequence):
@@ -45,7 +45,7 @@ class DecodeGroup:
     column for all rows. Membership changes (a reply ends, a new one joins) rebuild it.
     """
 
-    def __init__(self, seqs: list[HFSequence]):
+    def __init__(self, seqs: list[HFSequence], device):
         self.seqs = seqs
         longest = max(s.n_cached for s in seqs)
         layers = []
@@ -55,7 +55,6 @@ class DecodeGroup:
             layers.append((keys, values))
         from transformers import DynamicCache
         self.cache = DynamicCache(ddp_cache_data=layers)
-        device = layers[0][0].device
         self.mask = torch.zeros(len(seqs), longest, dtype=torch.long, device=device)
         for row, seq in enumerate(seqs):
             self.mask[row, longest - seq.n_cached:] = 1
@@ -86,10 +85,10 @@ class TransformersBackend(Backend):
         self.info = info
         self.device = model.get_input_embeddings().weight.device
         self.vocab_size = int(model.get_output_embeddings().weight.shape[0])
-        self._pieces, self._special = _token_table(tokenizer)
-        self._eog = frozenset(_end_of_generation_ids(model, tokenizer))
+        self._pieces, self._special = token_table(tokenizer)
+        self._eog = frozenset(end_of_generation_ids(model, tokenizer))
         self._bos_id = tokenizer.bos_token_id
-        self._adds_bos = _tokenizer_adds_bos(tokenizer)
+        self._adds_bos = tokenizer_adds_bos(tokenizer)
         self._sequences: list[HFSequence] = []
         self._group: DecodeGroup | None = None
         self._can_batch: bool | None = None       # known after the first prefill
@@ -152,7 +151,7 @@ class TransformersBackend(Backend):
         group = self._group
         if group is None or group.seqs != seqs:
             self._dissolve_group()
-            group = self._group = DecodeGroup(seqs)
+            group = self._group = DecodeGroup(seqs, self.device)
         rows = len(seqs)
         ids = torch.tensor([s.pending for s in seqs], dtype=torch.long, device=self.device)
         positions = torch.tensor([[s.n_cached] for s in seqs], dtype=torch.long, device=self.device)
@@ -197,8 +196,6 @@ class TransformersBackend(Backend):
         if params.grammar_string.strip():
             messages.append("Grammars (grammar_string) work only with the llama.cpp loader; "
                             "this reply is not constrained by it.")
-        if params.mirostat_mode == 1:
-            messages.append("Mirostat 1 is not implemented here; Mirostat 2 is used instead.")
         outside = [t for t in list(params.logit_bias) + params.banned_token_ids()
                    if not 0 <= t < self.vocab_size]
         if outside:
@@ -239,11 +236,12 @@ def load_folder(path: str, settings: LoadSettings, progress, loader_name: str,
     import transformers
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    progress = progress or (lambda fraction, message: None)
     path = str(Path(path))
     gpu = torch.cuda.is_available() and not settings.cpu
     dtype = _choose_dtype(settings, gpu, quantized)
     stored = check_folder(path, settings.trust_remote_code, _growth(path, dtype, quantized))
-    kwargs = _model_kwargs(path, settings, gpu, dtype)
+    kwargs = _model_kwargs(path, settings, gpu, dtype, quantized)
     if config_override is not None:
         kwargs["config"] = config_override
     if not gpu:
@@ -256,6 +254,7 @@ def load_folder(path: str, settings: LoadSettings, progress, loader_name: str,
         raise ModelLoadError(f"Could not load the tokenizer of '{Path(path).name}': {exc}") from exc
     progress(0.3, f"Loading the weights ({dtype_name(dtype)}, {'GPU' if gpu else 'CPU'})")
     transformers.logging.set_verbosity_error()
+    transformers.logging.disable_progress_bar()     # the Model tab shows its own progress
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ModelLoadError:
@@ -295,7 +294,7 @@ def _growth(path: str, dtype, quantized: bool) -> float:
     return (4 if dtype == torch.float32 else 2) / stored_bytes
 
 
-def _model_kwargs(path: str, settings: LoadSettings, gpu: bool, dtype) -> dict:
+def _model_kwargs(path: str, settings: LoadSettings, gpu: bool, dtype, quantized: bool) -> dict:
     kwargs = {"dtype": dtype, "trust_remote_code": settings.trust_remote_code,
               "low_cpu_mem_usage": True}
     if settings.attn_implementation:
@@ -319,7 +318,7 @@ def _model_kwargs(path: str, settings: LoadSettings, gpu: bool, dtype) -> dict:
             kwargs["max_memory"] = memory
     else:
         kwargs["device_map"] = "cpu"
-        _check_cpu_memory_cap(path, settings, dtype)
+        _check_cpu_memory_cap(path, settings, _growth(path, dtype, quantized))
     return kwargs
 
 
@@ -337,14 +336,14 @@ def _max_memory(settings: LoadSettings) -> dict:
     return memory
 
 
-def _check_cpu_memory_cap(path: str, settings: LoadSettings, dtype) -> None:
+def _check_cpu_memory_cap(path: str, settings: LoadSettings, growth: float) -> None:
     """Without a GPU nothing can be offloaded, so --cpu-memory is a limit to respect."""
     if not settings.cpu_memory.strip():
         return
     from accelerate.utils import convert_file_size_to_int
 
     cap = convert_file_size_to_int(_gib(settings.cpu_memory))
-    needed = weights_size(path) * _growth(path, dtype, False)
+    needed = weights_size(path) * growth
     if needed > cap:
         raise ModelLoadError(
             f"The model needs about {needed / 2**30:.1f} GiB but --cpu-memory allows "
@@ -373,87 +372,4 @@ def _model_info(path: str, model, tokenizer, settings: LoadSettings, loader_name
         name=Path(path).name, path=path, loader=loader_name, n_ctx=n_ctx, n_ctx_train=n_ctx_train,
         max_sequences=max(1, settings.parallel), chat_template=template,
         bos_token=tokenizer.bos_token or "", eos_token=tokenizer.eos_token or "",
-        add_bos_default=_tokenizer_adds_bos(tokenizer), details=details)
-
-
-# ---- tokenizer tables ------------------------------------------------------------------------
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's reversible byte <-> printable character map used by byte-level BPE."""
-    visible = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) \
-        + list(range(ord("®"), ord("ÿ") + 1))
-    chars = visible[:]
-    extra = 0
-    for b in range(256):
-        if b not in visible:
-            visible.append(b)
-            chars.append(256 + extra)
-            extra += 1
-    return dict(zip(visible, map(chr, chars)))
-
-
-def _decoder_kind(tokenizer) -> str:
-    """'byte_level' (GPT-2 style), 'sentencepiece' (▁ for spaces, <0xNN> byte tokens) or
-    'other', read from the fast tokenizer's decoder description."""
-    try:
-        decoder = json.loads(tokenizer.backend_tokenizer.to_str()).get("decoder") or {}
-    except Exception:
-        return "other"
-    text = json.dumps(decoder)
-    if '"ByteLevel"' in text:
-        return "byte_level"
-    if "Metaspace" in text or "ByteFallback" in text or "\u2581" in text or "\\u2581" in text:
-        return "sentencepiece"
-    return "other"
-
-
-_BYTE_TOKEN = re.compile(r"<0x([0-9A-Fa-f]{2})>")
-
-
-def _token_table(tokenizer) -> tuple[list[bytes], frozenset[int]]:
-    """Raw bytes of every token, and the ids of special tokens. Tokens are mapped one by
-    one so a token holding half of an emoji yields exactly its bytes."""
-    count = len(tokenizer)
-    names = tokenizer.convert_ids_to_tokens(list(range(count)))
-    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
-    special = {i for i, tok in added.items() if getattr(tok, "special", False)}
-    special |= set(tokenizer.all_special_ids)
-    kind = _decoder_kind(tokenizer)
-    byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-    pieces = []
-    for token_id, name in enumerate(names):
-        if name is None:
-            pieces.append(b"")
-        elif token_id in added:                    # added tokens are stored as plain text
-            pieces.append(name.encode("utf-8"))
-        elif kind == "byte_level" and all(c in byte_of for c in name):
-            pieces.append(bytes(byte_of[c] for c in name))
-        elif kind == "sentencepiece":
-            match = _BYTE_TOKEN.fullmatch(name)
-            pieces.append(bytes([int(match.group(1), 16)]) if match
-                          else name.replace("\u2581", " ").encode("utf-8"))
-        else:
-            pieces.append(tokenizer.decode([token_id]).encode("utf-8"))
-    return pieces, frozenset(special)
-
-
-def _end_of_generation_ids(model, tokenizer) -> set[int]:
-    ids: set[int] = set()
-    for source in (getattr(model, "generation_config", None), model.config):
-        value = getattr(source, "eos_token_id", None) if source is not None else None
-        if isinstance(value, int):
-            ids.add(value)
-        elif isinstance(value, (list, tuple)):
-            ids.update(int(v) for v in value)
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    vocab = tokenizer.get_vocab()
-    ids.update(vocab[name] for name in CHAT_END_TOKENS if name in vocab)
-    return ids
-
-
-def _tokenizer_adds_bos(tokenizer) -> bool:
-    bos = tokenizer.bos_token_id
-    if bos is None:
-        return False
-    return tokenizer("a")["input_ids"][:1] == [bos]
-
+        add_bos_default=tokenizer_adds_bos(tokenizer), details=details)

@@ -152,3 +152,18 @@ def test_no_step_changes_the_input_when_off():
     probs = sampler.probabilities(logits_of(PROBS), [0, 1, 2], [3])
     assert probs.tolist() == pytest.approx(PROBS)
     assert math.isclose(float(probs.sum()), 1.0, rel_tol=1e-5)
+
+
+def test_mirostat_1_keeps_fewer_tokens_for_a_lower_surprise_budget():
+    zipf = -1.2 * torch.log(torch.arange(1, 1001, dtype=torch.float32))   # p_i ~ 1 / i**1.2
+    probs = torch.softmax(zipf, -1)
+    low = lp._mirostat_v1_keep(probs, mu=2.0)
+    high = lp._mirostat_v1_keep(probs, mu=8.0)
+    # k = (eps * 2**mu / (1 - N**-eps)) ** (1 / s) with s = 1.2, eps = 0.2, N = 1000
+    assert high == int((0.2 * 2 ** 8 / (1 - 1000 ** -0.2)) ** (1 / 1.2))
+    assert 1 <= low < high
+    sampler = lp.SequenceSampler(GenerationParams(mirostat_mode=1, mirostat_tau=2.0, seed=3), frozenset())
+    shown = sampler.probabilities(zipf.clone(), [], [])
+    assert int((shown > 0).sum()) == lp._mirostat_v1_keep(probs, 4.0)
+    sampler.sample(zipf.clone(), [], [])
+    assert sampler.mirostat_mu != 4.0
