@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import sys
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from modules.chat_service import ChatService  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
 from modules.model_manager import ModelManager  # noqa: E402
 from modules.request_limits import RequestLimits  # noqa: E402
+from modules.safe_files import atomic_write_text  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params  # noqa: E402
 from modules.ui.app import build_app  # noqa: E402
@@ -67,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
                     chat=ChatService(scheduler, store, RequestLimits()))
     ctx.extras["data_dir"] = data_dir
+    ctx.extras["browser_secret"] = persistent_secret(data_dir / "browser-state.secret")
     app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
     app.queue(default_concurrency_limit=None)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
@@ -74,6 +77,18 @@ def main(argv: list[str] | None = None) -> None:
                inbrowser=False, quiet=True, ssr_mode=False,
                # gives the login check the client's address, for per-address rate limits
                app_kwargs={"middleware": [client_address_middleware()]})
+
+
+def persistent_secret(path: Path) -> str:
+    """The key that encrypts what the page keeps in the browser. It must outlive restarts,
+    or every browser would lose track of its chats when the server restarts."""
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    atomic_write_text(path, secret)
+    path.chmod(0o600)
+    return secret
 
 
 def load_startup_model(models: ModelManager, requested: str | None, settings) -> list[str]:

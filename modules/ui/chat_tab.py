@@ -20,11 +20,13 @@ from modules.request_limits import LimitExceeded
 from modules.ui.context import UIContext
 
 NO_CHANGE = gr.skip()
+BUSY = "A reply is still being written in this browser: wait for it or press Stop."
 
 
 def build(ctx: UIContext) -> None:
     service = ctx.chat
-    browser_key = gr.BrowserState("", storage_key="llm-workbench-browser-key")
+    browser_key = gr.BrowserState("", storage_key="llm-workbench-browser-key",
+                                  secret=ctx.extras.get("browser_secret"))
     owner = gr.State("")                       # set when the page loads
     chat_id = gr.State(None)                   # the open chat; None = a new one, not stored yet
     control = gr.State(SessionControl)         # this browser's request in flight
@@ -49,9 +51,11 @@ def build(ctx: UIContext) -> None:
                                  elem_id="chat-view", feedback_options=None)
             status = gr.Markdown(elem_id="chat-status")
             with gr.Row():
+                # Enabled once the page knows whose chats these are (see on_load).
                 textbox = gr.Textbox(placeholder="Send a message (Enter to send, Shift+Enter for a new line)",
-                                     show_label=False, scale=8, lines=2, elem_id="chat-input")
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send")
+                                     show_label=False, scale=8, lines=2, elem_id="chat-input",
+                                     interactive=False)
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send", interactive=False)
                 stop = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
             with gr.Row():
                 regenerate = gr.Button("Regenerate", size="sm", elem_id="chat-regenerate")
@@ -76,10 +80,14 @@ def build(ctx: UIContext) -> None:
             return [{"role": "assistant", "content": Character.from_state(character_state).fill(greeting)}]
         return []
 
-    def run(action, who, current_id, *, list_outputs=True):
+    def run(action, who, current_id, session, *, list_outputs=True):
         """Streams a chat action's updates to (chatbot, chat_id, status, textbox, chat_list)."""
         if not who:
             yield NO_CHANGE, current_id, "The page is still loading; try again.", NO_CHANGE, NO_CHANGE
+            return
+        if session.request is not None and session.request.finished is None:
+            gr.Warning(BUSY)
+            yield NO_CHANGE, current_id, BUSY, NO_CHANGE, NO_CHANGE
             return
         try:
             first = True
@@ -105,8 +113,9 @@ def build(ctx: UIContext) -> None:
         chats = service.store.list_chats(who)
         current = chats[0].id if chats else None
         return (key, who, current, gr.Radio(choices=[(c.title, c.id) for c in chats], value=current),
-                service.messages(who, current))
-    ctx.on_load.append((on_load, [browser_key], [browser_key, owner, chat_id, chat_list, chatbot]))
+                service.messages(who, current), gr.Textbox(interactive=True), gr.Button(interactive=True))
+    ctx.on_load.append((on_load, [browser_key],
+                        [browser_key, owner, chat_id, chat_list, chatbot, textbox, send]))
 
     def send_message(text, who, current_id, params_values, template, character_state, chat_mode, session):
         text = (text or "").strip()
@@ -116,7 +125,7 @@ def build(ctx: UIContext) -> None:
         def action():
             settings = settings_from(params_values, template, character_state, chat_mode)
             return service.send(who, current_id, text, settings, session)
-        for out in run(action, who, current_id):
+        for out in run(action, who, current_id, session):
             messages, new_id, line, box, listing = out
             # the input box empties once the message is taken; it keeps the text on an error
             yield messages, new_id, line, ("" if messages is not NO_CHANGE else box), listing
@@ -129,14 +138,14 @@ def build(ctx: UIContext) -> None:
             def action():
                 settings = settings_from(params_values, template, character_state, chat_mode)
                 return method(who, current_id, settings, session)
-            yield from run(action, who, current_id, list_outputs=False)
+            yield from run(action, who, current_id, session, list_outputs=False)
         return handler
 
     def impersonate_message(draft, who, current_id, params_values, template, character_state, chat_mode, session):
         def action():
             settings = settings_from(params_values, template, character_state, chat_mode)
             return service.impersonate(who, current_id, draft or "", settings, session)
-        yield from run(action, who, current_id, list_outputs=False)
+        yield from run(action, who, current_id, session, list_outputs=False)
 
     generation_inputs = [owner, chat_id, ctx.params_state, ctx.template_state, ctx.character_state, mode, control]
     outputs = [chatbot, chat_id, status, textbox, chat_list]
