@@ -168,6 +168,9 @@ class Scheduler:
             tokens = (backend.tokenize(prompt, add_bos=request.params.add_bos_token)
                       if isinstance(prompt, str) else list(prompt))
             request.prompt_tokens = tokens
+            if log.isEnabledFor(logging.DEBUG):       # --verbose: show what the model reads
+                log.debug("request %s from %r, %d prompt tokens:\n%s", request.id, request.owner,
+                          len(tokens), prompt if isinstance(prompt, str) else tokens)
             if not tokens:
                 raise ValueError("The prompt is empty.")
             if len(tokens) >= backend.info.n_ctx:
