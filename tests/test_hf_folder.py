@@ -160,3 +160,13 @@ def test_group_size_the_cpu_kernel_cannot_run_is_explained(tmp_path, test_models
         folder = gptq_copy(tmp_path, test_models["gptq"], {"group_size": 128})
         with pytest.raises(ModelLoadError, match="cannot run on the CPU"):
             load_backend("GPTQ", str(folder), LoadSettings())
+
+
+def test_test_model_marker_makes_half_built_folders_rebuild(tmp_path):
+    from tools.make_test_models import MARKER, _is_complete, _mark_complete
+    folder = make_folder(tmp_path, "built")
+    assert not _is_complete(folder)                 # no marker yet: an interrupted build
+    _mark_complete(folder)
+    assert _is_complete(folder) and not (folder / (MARKER + ".tmp")).exists()
+    (folder / "model.safetensors").unlink()          # a file the marker lists went missing
+    assert not _is_complete(folder)
