@@ -54,3 +54,18 @@ def test_two_requests_at_once(scheduler, backend):
     requests = [scheduler.submit(chat(backend, FRANCE), greedy()) for _ in range(2)]
     texts = [r.text() for r in requests]
     assert texts[0] == texts[1] and "Paris" in texts[0]
+
+
+def test_older_layout_with_quantize_config_json_loads(tmp_path):
+    """AutoGPTQ-era folders keep the settings in quantize_config.json, not config.json."""
+    from loaders import load_backend
+    from loaders.settings import LoadSettings
+    from tests.test_hf_folder import gptq_copy
+    from tools.make_test_models import ensure_test_models
+    folder = gptq_copy(tmp_path, ensure_test_models()["gptq"],
+                       quantize_json='{"bits": 4, "group_size": 64, "desc_act": false, "sym": true}')
+    loaded = load_backend("GPTQ", str(folder), LoadSettings(parallel=1))
+    try:
+        assert "Paris" in Scheduler(loaded).submit(chat(loaded, FRANCE), greedy(10)).text()
+    finally:
+        loaded.unload()
