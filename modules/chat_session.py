@@ -98,7 +98,8 @@ def summary_line(event: Finished) -> str:
     speed = f", {event.tokens_per_second:.1f} tokens/s" if event.tokens_per_second else ""
     ending = {"stop": "", "length": " (stopped at the length limit)",
               "cancelled": " (stopped)"}.get(event.reason, "")
-    return f"{event.n_tokens} tokens{speed}{ending}"
+    seed = f", seed {event.seed}" if event.seed is not None else ""
+    return f"{event.n_tokens} tokens{speed}{seed}{ending}"
 
 
 def queue_line(ahead: int) -> str:

@@ -25,6 +25,7 @@ class Finished:
     seconds: float                      # submission to finish
     tokens_per_second: float | None     # generated tokens over generation time
     error: str | None = None
+    seed: int | None = None             # the seed actually used, to reproduce the reply
     warnings: list[str] = field(default_factory=list)
 
     @property

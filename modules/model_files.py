@@ -5,10 +5,11 @@ to the GPTQ loader; any other Hugging Face folder goes to Transformers.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+
+from loaders.hf_folder import is_gptq_folder
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -29,20 +30,6 @@ class ModelEntry:
 
 def _folder_size(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def _read_json(path: Path) -> dict:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-
-
-def is_gptq_folder(path: Path) -> bool:
-    config = _read_json(path / "config.json").get("quantization_config") or {}
-    if str(config.get("quant_method", "")).lower() == "gptq":
-        return True
-    return (path / "quantize_config.json").exists()
 
 
 def detect_loader(path: str | os.PathLike) -> str | None:

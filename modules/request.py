@@ -26,6 +26,7 @@ class Request:
         self.generated: list[int] = []
         self.reply = ReplyText(params.custom_stopping_strings)
         self.warnings: list[str] = []
+        self.seed: int | None = None            # set by the backend's sampler
         self.finished: Finished | None = None
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancelled = threading.Event()
@@ -89,5 +90,5 @@ class Request:
             reason=reason, text=self.reply.shown, n_tokens=len(self.generated),
             prompt_tokens=len(self.prompt_tokens), time_to_first_token=ttft,
             seconds=now - self.submitted_at, tokens_per_second=tps, error=error,
-            warnings=list(self.warnings))
+            seed=self.seed, warnings=list(self.warnings))
         self._events.put(self.finished)

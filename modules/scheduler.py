@@ -179,6 +179,8 @@ class Scheduler:
                     f"{backend.info.n_ctx}. Shorten it or load the model with a larger --ctx-size.")
             request.warnings.extend(backend.warnings_for(request.params))
             seq = backend.open_sequence(tokens, request.params)
+            sampler = getattr(seq, "sampler", None)
+            request.seed = getattr(sampler, "seed", None)
         except Exception as exc:
             request.finish("error", str(exc))
             return
