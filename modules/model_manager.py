@@ -6,8 +6,10 @@ the previous model is loaded back so the server keeps serving.
 """
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +26,18 @@ from modules.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 SWITCH_MESSAGE = "The model was switched or unloaded while this reply was being written."
+
+
+def _return_freed_memory() -> None:
+    """glibc keeps freed heap pages for reuse; give them back so an unloaded model's
+    memory really leaves the process (what users see in top)."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+    torch = sys.modules.get("torch")      # only when a Hugging Face model was ever loaded
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 @dataclass
@@ -116,6 +130,7 @@ class ModelManager:
             old.unload()
         self.current_path = self.current_settings = None
         gc.collect()
+        _return_freed_memory()
 
     def _restore(self, previous) -> str:
         path, settings = previous

@@ -1,0 +1,71 @@
+"""Unloading really frees memory: cycle through the three formats and watch RSS.
+
+Loads the default GGUF, the fp16 folder and the GPTQ folder in turn through the model
+manager (what the Model tab does), ten times, and reports the process's resident memory
+after each cycle with nothing loaded. Target: growth over the ten cycles under 5% of the
+largest model's size.
+
+    .venv/bin/python bench/bench_model_cycle.py [--cycles 10]
+"""
+from __future__ import annotations
+
+import argparse
+import gc
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import psutil  # noqa: E402
+
+from loaders.settings import LoadSettings  # noqa: E402
+from modules.model_manager import ModelManager  # noqa: E402
+from modules.params import GenerationParams  # noqa: E402
+from modules.scheduler import Scheduler  # noqa: E402
+from tools.make_test_models import ensure_test_models  # noqa: E402
+
+PROMPT = "<|im_start|>user\nTell me the capital of France.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def folder_size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cycles", type=int, default=10)
+    args = parser.parse_args()
+
+    folders = ensure_test_models()
+    models = [ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"] + [Path(p) for p in folders.values()]
+    manager = ModelManager(Scheduler(), ROOT / "models")
+    process = psutil.Process()
+    rows = []
+    for cycle in range(args.cycles + 1):         # cycle 0 warms up the libraries
+        for model in models:
+            result = manager.load(str(model), LoadSettings(ctx_size=512, parallel=1))
+            assert result.ok, result.message
+            reply = manager.scheduler.submit(PROMPT, GenerationParams(do_sample=False, max_new_tokens=8)).result()
+            assert reply.ok, reply.error
+        manager.unload()
+        gc.collect()
+        rows.append(process.memory_info().rss)
+    largest = max(folder_size(m) for m in models)
+    growth = rows[-1] - rows[0]
+    lines = ["# Model switching: resident memory after each cycle", "",
+             f"Each cycle loads {', '.join(m.name for m in models)} in turn (a short greedy reply on each), "
+             "then unloads; RSS measured with nothing loaded (bench/bench_model_cycle.py).", "",
+             "| cycle | RSS (MiB) |", "| --- | --- |"]
+    lines += [f"| {i}{' (warm-up)' if i == 0 else ''} | {rss / 2**20:.1f} |" for i, rss in enumerate(rows)]
+    lines += ["", f"Growth from cycle 0 to {args.cycles}: **{growth / 2**20:+.1f} MiB**, "
+              f"{growth / largest * 100:+.1f}% of the largest model ({largest / 2**20:.0f} MiB). Target: under 5%.", ""]
+    report = "\n".join(lines)
+    print(report)
+    out = ROOT / "bench" / "results" / "model_cycle.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(report)
+
+
+if __name__ == "__main__":
+    main()
