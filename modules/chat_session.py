@@ -1,8 +1,8 @@
 """One chat turn from a user's message to a streamed reply, independent of the UI.
 
 The Chat tab calls `stream_reply` and shows what it yields; tests call it directly.
-Updates are coalesced (at most one every UPDATE_INTERVAL seconds) so a long reply
-never floods the browser.
+Updates are coalesced (at most one every UPDATE_INTERVAL seconds, less often as the reply
+grows) so a long reply never floods the browser.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from modules.scheduler import Scheduler
 from modules.template_render import TemplateError
 
 UPDATE_INTERVAL = 0.05
+LONG_REPLY_CHARS = 4000       # every this many characters shown adds UPDATE_INTERVAL
 
 
 @dataclass
@@ -69,8 +70,17 @@ def stream_reply(
         return
     notices = [prompt.notice] if prompt.notice else []
     request = scheduler.submit(prompt.text, params, owner=owner)
+    yield from follow_request(request, control, notices)
+
+
+def follow_request(request, control: SessionControl | None = None,
+                   notices: list[str] | None = None) -> Iterator[ReplyUpdate]:
+    """A submitted request's events as coalesced ReplyUpdates (text = the reply so far).
+    `notices` go out with the first update. Cancels the request if the caller stops
+    iterating early (Stop elsewhere, or the browser went away)."""
     if control is not None:
         control.request = request
+    notices = list(notices or [])
     text, last_update = "", 0.0
     try:
         for event in request.events():
@@ -80,16 +90,21 @@ def stream_reply(
             elif isinstance(event, TextDelta):
                 text += event.text
                 now = time.perf_counter()
-                if now - last_update >= UPDATE_INTERVAL:
+                if now - last_update >= update_interval(len(text)):
                     last_update = now
                     yield ReplyUpdate(text, f"Writing... {event.n_tokens} tokens", notices=notices)
                     notices = []
             elif isinstance(event, Finished):
-                notices += event.warnings
-                yield ReplyUpdate(event.text, summary_line(event), event, notices)
+                yield ReplyUpdate(event.text, summary_line(event), event, notices + event.warnings)
     finally:
         # Runs when the browser goes away or the UI stops iterating: free the slot.
         request.cancel()
+
+
+def update_interval(shown_chars: int) -> float:
+    """Seconds between two screen updates. The browser re-renders the whole message as
+    Markdown on each one, so a long reply is updated less often to keep the page smooth."""
+    return UPDATE_INTERVAL * (1 + shown_chars / LONG_REPLY_CHARS)
 
 
 def summary_line(event: Finished) -> str:

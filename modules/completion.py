@@ -6,14 +6,10 @@ No chat template: the text is the prompt, and the model continues it. The tabs s
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Iterator
 
-from modules.chat_session import (
-    UPDATE_INTERVAL, ReplyUpdate, SessionControl, failure_update, queue_line, summary_line,
-)
-from modules.events import Finished, Queued, TextDelta
+from modules.chat_session import ReplyUpdate, SessionControl, failure_update, follow_request
 from modules.params import GenerationParams
 from modules.scheduler import Scheduler
 
@@ -48,24 +44,7 @@ def stream_completion(
         yield failure_update(NO_MODEL)
         return
     request = scheduler.submit(prompt_text or "", params, owner=owner)
-    if control is not None:
-        control.request = request
-    text, last_update = "", 0.0
-    try:
-        for event in request.events():
-            if isinstance(event, Queued):
-                yield ReplyUpdate(text, queue_line(event.ahead))
-            elif isinstance(event, TextDelta):
-                text += event.text
-                now = time.perf_counter()
-                if now - last_update >= UPDATE_INTERVAL:
-                    last_update = now
-                    yield ReplyUpdate(text, f"Writing... {event.n_tokens} tokens")
-            elif isinstance(event, Finished):
-                yield ReplyUpdate(event.text, summary_line(event), event, list(event.warnings))
-    finally:
-        # Runs when the browser goes away or the UI stops iterating: free the slot.
-        request.cancel()
+    yield from follow_request(request, control)
 
 
 def token_view(scheduler: Scheduler, text: str, params: GenerationParams) -> list[tuple[int, str]]:

@@ -21,3 +21,9 @@ class UIContext:
     character_state: Any = None    # dict: {"name", "context", "greeting", "picture"}
     extras: dict = field(default_factory=dict)   # components other tabs need to reach
     on_load: list = field(default_factory=list)  # (fn, inputs, outputs) run when a page opens
+
+
+def scheduling_owner(request) -> str:
+    """Who a raw-completion request belongs to, for fair turns in the scheduler: the
+    logged-in user, else this browser session."""
+    return getattr(request, "username", None) or getattr(request, "session_hash", "") or ""

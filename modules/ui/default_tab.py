@@ -9,7 +9,7 @@ import gradio as gr
 from modules import prompts_store
 from modules.completion import SessionControl, stream_completion
 from modules.params import GenerationParams, ParamError
-from modules.ui.context import UIContext
+from modules.ui.context import UIContext, scheduling_owner
 
 # UI plumbing, not an API: kept out of the API page.
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
@@ -49,7 +49,7 @@ def build(ctx: UIContext) -> None:
         except ParamError as exc:
             yield gr.skip(), f"⚠️ Settings not valid: {exc}"
             return
-        owner = getattr(request, "session_hash", "") or ""
+        owner = scheduling_owner(request)
         for update in stream_completion(ctx.scheduler, (prompt or "") + earlier_output, params,
                                         owner, session_control):
             for notice in update.notices:

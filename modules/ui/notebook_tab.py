@@ -11,7 +11,7 @@ from modules.completion import (
     CompletionError, SessionControl, next_token_probabilities, stream_completion, token_view,
 )
 from modules.params import GenerationParams, ParamError
-from modules.ui.context import UIContext
+from modules.ui.context import UIContext, scheduling_owner
 
 PROBABILITY_COUNT = 10
 # UI plumbing, not an API: kept out of the API page. "always_last" (below) never drops
@@ -50,7 +50,7 @@ def build(ctx: UIContext) -> None:
             yield gr.skip(), gr.skip(), f"⚠️ Settings not valid: {exc}"
             return
         before = current or ""
-        owner = getattr(request, "session_hash", "") or ""
+        owner = scheduling_owner(request)
         for update in stream_completion(ctx.scheduler, before, params, owner, session_control):
             for notice in update.notices:
                 gr.Info(notice)
@@ -72,7 +72,7 @@ def build(ctx: UIContext) -> None:
     def show_probabilities(current, params_values, request: gr.Request):
         try:
             params = _params(params_values)
-            owner = getattr(request, "session_hash", "") or ""
+            owner = scheduling_owner(request)
             candidates = next_token_probabilities(ctx.scheduler, current, params,
                                                   PROBABILITY_COUNT, owner=owner)
         except (ParamError, CompletionError) as exc:
