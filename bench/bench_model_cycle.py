@@ -5,7 +5,10 @@ manager (what the Model tab does), ten times, and reports the process's resident
 after each cycle with nothing loaded. Target: growth over the ten cycles under 5% of the
 largest model's size.
 
-    .venv/bin/python bench/bench_model_cycle.py [--cycles 10]
+    .venv/bin/python bench/bench_model_cycle.py [--cycles 10] [--only gguf|fp16|gptq]
+
+--only cycles one format alone (to see which loader keeps memory); the results file is
+written only for the full three-format run.
 """
 from __future__ import annotations
 
@@ -35,10 +38,13 @@ def folder_size(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cycles", type=int, default=10)
+    parser.add_argument("--only", choices=["gguf", "fp16", "gptq"])
     args = parser.parse_args()
 
     folders = ensure_test_models()
-    models = [ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"] + [Path(p) for p in folders.values()]
+    formats = {"gguf": ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf",
+               **{name: Path(p) for name, p in folders.items()}}
+    models = [formats[args.only]] if args.only else list(formats.values())
     manager = ModelManager(Scheduler(), ROOT / "models")
     process = psutil.Process()
     rows = []
@@ -62,6 +68,8 @@ def main() -> None:
               f"{growth / largest * 100:+.1f}% of the largest model ({largest / 2**20:.0f} MiB). Target: under 5%.", ""]
     report = "\n".join(lines)
     print(report)
+    if args.only:
+        return
     out = ROOT / "bench" / "results" / "model_cycle.md"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report)

@@ -246,6 +246,12 @@ class LlamaCppBackend(Backend):
             self._free_seq_ids.append(seq.seq_id)
 
     def unload(self) -> None:
+        # Prompts not yet read free their native samplers too (there are none yet when
+        # __init__ calls this after a failed context).
+        for seq in list(getattr(self, "_pending", [])):
+            seq.sampler.free()
+        self._pending = []
+        self._piece_cache = {}
         if self._batch is not None:
             ll.llama_batch_free(self._batch)
             self._batch = None

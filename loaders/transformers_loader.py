@@ -206,7 +206,11 @@ class TransformersBackend(Backend):
         for seq in list(self._sequences):
             self.close_sequence(seq)
         self._group = None
+        # Everything sized by the model goes now, not when the last reference to this
+        # object does: the manager trims the heap right after unload().
         self.model = None
+        self.tokenizer = None
+        self._pieces, self._special, self._breakers = [], frozenset(), {}
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

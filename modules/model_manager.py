@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import os
 import sys
 import threading
 import time
@@ -28,9 +29,38 @@ log = logging.getLogger(__name__)
 SWITCH_MESSAGE = "The model was switched or unloaded while this reply was being written."
 
 
+_M_ARENA_MAX = -8          # mallopt parameter number, from glibc's malloc.h
+
+
+def _limit_malloc_arenas() -> None:
+    """One glibc malloc arena for the whole process.
+
+    By default every thread that allocates while another holds the lock gets its own
+    arena (up to 8 per core): the scheduler thread, torch's and llama.cpp's workers.
+    malloc_trim() gives back only the free pages inside those extra arenas, not their
+    free top chunk, which glibc lets grow to 64 MiB each once big tensors have been
+    freed; which thread lands in which arena changes from load to load, so switching
+    models left tens of MiB more resident each time with nothing allocated. With a
+    single arena malloc_trim() returns all of it (bench/results/model_cycle.md). The
+    worker threads here allocate seldom (tensors, under the GIL; llama.cpp and ggml
+    keep their own buffers), so they rarely wait on the shared arena's lock.
+    An explicit MALLOC_ARENA_MAX in the environment wins. Set at import, before the
+    scheduler and the model libraries start their threads."""
+    if os.environ.get("MALLOC_ARENA_MAX") or not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_ARENA_MAX, 1)
+    except (OSError, AttributeError):      # not glibc (musl, ...): nothing to tune
+        pass
+
+
+_limit_malloc_arenas()
+
+
 def _return_freed_memory() -> None:
     """glibc keeps freed heap pages for reuse; give them back so an unloaded model's
-    memory really leaves the process (what users see in top)."""
+    memory really leaves the process (what users see in top). Call it only once the
+    model's objects are gone: what is freed after the trim stays resident."""
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
@@ -128,6 +158,9 @@ class ModelManager:
         old = self.scheduler.swap_backend(None, SWITCH_MESSAGE)
         if old is not None:
             old.unload()
+        # Drop our last reference before collecting and trimming: the backend still
+        # held the tokenizer and tables, freed only after the trim and so kept resident.
+        del old
         self.current_path = self.current_settings = None
         gc.collect()
         _return_freed_memory()
