@@ -1,8 +1,9 @@
 """Our engine against a bare llama_decode loop doing the same greedy work, in one run.
 
 Both decode the same prompt for the same number of tokens (end-of-text banned in both,
-so the counts match), with the same threads, on the default model. Runs alternate
-between the two so that machine noise hits both alike; medians are reported.
+so the counts match), with the same threads, on the default model, each in a process of
+its own. Runs alternate between the two so that machine noise hits both alike; medians
+are reported.
 
     .venv/bin/python bench/bench_llama.py [--tokens 256] [--rounds 5]
 """
@@ -10,7 +11,9 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -103,25 +106,47 @@ def run_engine(scheduler: Scheduler, n_tokens: int) -> tuple[float, float]:
     return first - start, (n_tokens - 1) / (end - first)
 
 
+def measure_in_this_process(which: str, tokens: int, parallel: int) -> tuple[float, float]:
+    """One warmed-up run of `which` ("bare" or "ours")."""
+    threads = available_cores()
+    _init_llama_backend()            # also keeps llama.cpp's load chatter off the console
+    if which == "bare":
+        bare = BareLoop(ctx_size=2048, threads=threads)
+        bare.run(16)
+        return bare.run(tokens)
+    backend = load(str(MODEL), LoadSettings(ctx_size=2048, parallel=parallel), lambda f, m: None)
+    scheduler = Scheduler(backend)
+    run_engine(scheduler, 16)
+    return run_engine(scheduler, tokens)
+
+
+def measure_in_subprocess(which: str, tokens: int, parallel: int) -> tuple[float, float]:
+    # Each side gets a process of its own: two llama.cpp contexts driven from two threads
+    # of one process have two OpenMP thread teams, and the idle one's spinning threads
+    # slow the other down (both fall to about a third of their speed here).
+    output = subprocess.run(
+        [sys.executable, __file__, "--worker", which, "--tokens", str(tokens), "--parallel", str(parallel)],
+        check=True, capture_output=True, text=True).stdout
+    ttft, tps = json.loads(output.strip().splitlines()[-1])
+    return ttft, tps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tokens", type=int, default=256)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--parallel", type=int, default=4, help="sequence slots of our engine")
+    parser.add_argument("--worker", choices=["bare", "ours"], help=argparse.SUPPRESS)
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "llama_cpp.md"))
     args = parser.parse_args()
-
-    threads = available_cores()
-    _init_llama_backend()            # also keeps llama.cpp's load chatter off the console
-    bare = BareLoop(ctx_size=2048, threads=threads)
-    backend = load(str(MODEL), LoadSettings(ctx_size=2048, parallel=args.parallel), lambda f, m: None)
-    scheduler = Scheduler(backend)
-    bare.run(16), run_engine(scheduler, 16)          # warm-up: caches, thread pools
+    if args.worker:
+        print(json.dumps(measure_in_this_process(args.worker, args.tokens, args.parallel)))
+        return
 
     bare_runs, ours_runs = [], []
-    for _ in range(args.rounds):
-        bare_runs.append(bare.run(args.tokens))
-        ours_runs.append(run_engine(scheduler, args.tokens))
+    for _ in range(args.rounds):                      # alternate, so noise hits both alike
+        bare_runs.append(measure_in_subprocess("bare", args.tokens, args.parallel))
+        ours_runs.append(measure_in_subprocess("ours", args.tokens, args.parallel))
     bare_ttft = statistics.median(r[0] for r in bare_runs)
     bare_tps = statistics.median(r[1] for r in bare_runs)
     ours_ttft = statistics.median(r[0] for r in ours_runs)
@@ -130,8 +155,9 @@ def main() -> None:
     report = "\n".join([
         "# llama.cpp: our engine against a bare llama_decode loop",
         "",
-        f"Default model, greedy, {args.tokens} new tokens, {threads} threads, "
-        f"median of {args.rounds} alternating rounds (bench/bench_llama.py).",
+        f"Default model, greedy, {args.tokens} new tokens, {available_cores()} threads, "
+        f"median of {args.rounds} alternating rounds, each run in a fresh process after a "
+        f"16-token warm-up (bench/bench_llama.py).",
         "",
         "| | tokens/s | time to first token |",
         "| --- | --- | --- |",

@@ -135,6 +135,8 @@ class Scheduler:
             self._feeds[seq] = token
 
     def _admit(self) -> None:
+        if not self._waiting:          # the common case between tokens: nothing to do
+            return
         backend = self._backend
         with self._wake:
             waiting = list(self._waiting)
@@ -198,6 +200,8 @@ class Scheduler:
         for seq, request in list(self._active.items()):
             if request.cancelled:
                 self._end(seq, request, "cancelled")
+        if not self._waiting:
+            return
         with self._wake:
             cancelled = [r for r in self._waiting if r.cancelled]
             for request in cancelled:
