@@ -542,17 +542,7 @@ def _median(values: list[int]) -> int:
     return ordered[len(ordered) // 2]
 
 
-def free_port(ports=range(8000, 8100)) -> int:
-    candidates = list(ports)
-    random.shuffle(candidates)
-    for port in candidates:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
+LOAD_TEST_PORTS = range(8000, 8100)
 
 
 def run_load(workdir: Path, n_users: int = 8, seconds: float = 30.0, *, parallel: int = 4,
@@ -561,10 +551,10 @@ def run_load(workdir: Path, n_users: int = 8, seconds: float = 30.0, *, parallel
     """Starts a server in `workdir`, runs `n_users` for `seconds`, checks, stops the server."""
     import psutil
 
-    from tests.browser.conftest import ServerProcess
+    from tests.browser.conftest import ServerProcess, free_port
 
     server = ServerProcess(Path(workdir), extra_args=["--parallel", str(parallel)], ctx_size=2048,
-                           settings=settings, port=free_port())
+                           settings=settings, port=free_port(LOAD_TEST_PORTS))
     try:
         server.wait_ready()
         process = psutil.Process(server.process.pid)

@@ -29,17 +29,17 @@ ACCOUNTS = {"alice": "wonderland1", "bob": "builder22"}
 TEST_SETTINGS = "preset: Deterministic\nmax_new_tokens: 48\n"
 
 
-def free_port() -> int:
-    ports = list(PORTS)
-    random.shuffle(ports)
-    for port in ports:
+def free_port(ports=PORTS) -> int:
+    candidates = list(ports)
+    random.shuffle(candidates)
+    for port in candidates:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             try:
                 sock.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 7900-7999")
+    raise RuntimeError(f"no free port in {ports.start}-{ports.stop - 1}")
 
 
 class ServerProcess:
