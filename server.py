@@ -69,6 +69,8 @@ def main(argv: list[str] | None = None) -> None:
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
                     chat=ChatService(scheduler, store, RequestLimits()))
     ctx.extras["data_dir"] = data_dir
+    if not args.settings and default_params is not None:
+        ctx.extras["start_preset"] = DEFAULT_PRESET          # what the sliders start with
     ctx.extras["browser_secret"] = persistent_secret(data_dir / "browser-state.secret")
     app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
     app.queue(default_concurrency_limit=None)

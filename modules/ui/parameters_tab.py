@@ -36,7 +36,8 @@ def _build_generation(ctx) -> None:
     folder = Path(ctx.root) / "presets"
     initial = _initial_params(ctx)
     with gr.Row():
-        preset_choice = gr.Dropdown(presets.list_presets(folder), value=None, label="Preset",
+        preset_choice = gr.Dropdown(presets.list_presets(folder), value=ctx.extras.get("start_preset"),
+                                    label="Preset",
                                     info="Choosing one applies it.", scale=3)
         preset_name = gr.Textbox(label="Save as", placeholder="preset name", scale=2)
     with gr.Row():
