@@ -15,7 +15,8 @@ _ids = itertools.count(1)
 
 
 class Request:
-    def __init__(self, prompt: str | list[int], params: GenerationParams, owner: str = ""):
+    def __init__(self, prompt: str | list[int], params: GenerationParams, owner: str = "",
+                 candidates_wanted: int = 0):
         self.id = next(_ids)
         self.prompt = prompt
         self.params = params
@@ -27,6 +28,9 @@ class Request:
         self.reply = ReplyText(params.custom_stopping_strings)
         self.warnings: list[str] = []
         self.seed: int | None = None            # set by the backend's sampler
+        # Probabilities view: read the prompt, report the likeliest next tokens, stop.
+        self.candidates_wanted = candidates_wanted
+        self.candidates: list[tuple[int, float]] | None = None
         self.finished: Finished | None = None
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancelled = threading.Event()

@@ -39,8 +39,7 @@ class Scheduler:
                *, candidates: int = 0) -> Request:
         """With candidates > 0 the request generates nothing: it ends once the prompt is
         read, with request.candidates = the likeliest next (token, probability) pairs."""
-        request = Request(prompt, params, owner)
-        request.candidates_wanted, request.candidates = candidates, None
+        request = Request(prompt, params, owner, candidates_wanted=candidates)
         with self._wake:
             self._waiting.append(request)
             self._wake.notify()
@@ -109,7 +108,7 @@ class Scheduler:
         """Samples one token for a sequence and decides whether it goes on."""
         if request.cancelled:
             return self._end(seq, request, "cancelled")
-        if getattr(request, "candidates_wanted", 0):   # read here, between passes: no race
+        if request.candidates_wanted:        # read here, between passes: no race
             try:
                 request.candidates = backend.top_candidates(seq, request.candidates_wanted)
             except Exception as exc:
