@@ -25,6 +25,7 @@ from loaders.settings import LoadSettings  # noqa: E402
 from modules.events import TextDelta  # noqa: E402
 from modules.params import GenerationParams  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
+from bench.timing import greedy_tokens, time_request  # noqa: E402
 
 DEFAULT_MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPTS = ["Write a story about a lighthouse.", "Explain how rain forms.", "Describe a busy market.",
@@ -37,18 +38,12 @@ def prompt(i: int) -> str:
 
 
 def run_streams(scheduler: Scheduler, count: int, tokens: int) -> dict:
-    params = GenerationParams(do_sample=False, max_new_tokens=tokens, ban_eos_token=True)
+    params = greedy_tokens(tokens)
     results = [None] * count
 
     def one(i):
-        start = time.perf_counter()
-        request = scheduler.submit(prompt(i), params, owner=f"user{i}")
-        first = None
-        for event in request.events():
-            if isinstance(event, TextDelta) and first is None:
-                first = time.perf_counter()
-        end = time.perf_counter()
-        results[i] = (request.finished.n_tokens, start, first, end)
+        timing = time_request(scheduler, prompt(i), params, owner=f"user{i}")
+        results[i] = (timing.finished.n_tokens, timing.start, timing.first, timing.end)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
     started = time.perf_counter()

@@ -25,9 +25,8 @@ import llama_cpp as ll  # noqa: E402
 
 from loaders.llama_cpp_loader import _init_llama_backend, load  # noqa: E402
 from loaders.settings import LoadSettings, available_cores  # noqa: E402
-from modules.events import TextDelta  # noqa: E402
-from modules.params import GenerationParams  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
+from bench.timing import greedy_tokens, time_request  # noqa: E402
 
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = ("<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
@@ -91,19 +90,9 @@ class BareLoop:
 
 
 def run_engine(scheduler: Scheduler, n_tokens: int) -> tuple[float, float]:
-    params = GenerationParams(do_sample=False, max_new_tokens=n_tokens, ban_eos_token=True)
-    start = time.perf_counter()
-    request = scheduler.submit(PROMPT, params)
-    first = None
-    for event in request.events():
-        if isinstance(event, TextDelta) and first is None:
-            first = time.perf_counter()
-    end = time.perf_counter()
-    result = request.finished
-    assert result.n_tokens == n_tokens, (result.n_tokens, result.reason, result.error)
-    # The first token's own text may be held back by nothing here, so `first` is the
-    # moment the caller could show it.
-    return first - start, (n_tokens - 1) / (end - first)
+    """(time to first token, tokens/s after the first) through the scheduler."""
+    timing = time_request(scheduler, PROMPT, greedy_tokens(n_tokens))
+    return timing.time_to_first_token, (n_tokens - 1) / (timing.end - timing.first)
 
 
 def measure_in_this_process(which: str, tokens: int, parallel: int) -> tuple[float, float]:

@@ -25,9 +25,8 @@ import torch  # noqa: E402
 
 from loaders import load_backend  # noqa: E402
 from loaders.settings import LoadSettings, available_cores  # noqa: E402
-from modules.events import TextDelta  # noqa: E402
-from modules.params import GenerationParams  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
+from bench.timing import greedy_tokens, time_request  # noqa: E402
 from tools.make_test_models import ensure_test_models  # noqa: E402
 
 PROMPT = ("<|im_start|>user\nWrite a long story about a lighthouse keeper and a storm."
@@ -48,22 +47,13 @@ def run_generate(backend, n_tokens: int) -> float:
 
 def run_engine(scheduler: Scheduler, n_tokens: int) -> tuple[float, float]:
     """(seconds for n_tokens, prompt included; time to first token) through the scheduler."""
-    params = GenerationParams(do_sample=False, max_new_tokens=n_tokens, ban_eos_token=True)
-    start = time.perf_counter()
-    request = scheduler.submit(PROMPT, params)
-    first = None
-    for event in request.events():
-        if isinstance(event, TextDelta) and first is None:
-            first = time.perf_counter()
-    seconds = time.perf_counter() - start
-    result = request.finished
-    assert result.n_tokens == n_tokens, (result.n_tokens, result.reason, result.error)
-    return seconds, first - start
+    timing = time_request(scheduler, PROMPT, greedy_tokens(n_tokens))
+    return timing.end - timing.start, timing.time_to_first_token
 
 
 def run_engine_users(scheduler: Scheduler, n_tokens: int, users: int) -> float:
     """Aggregate tokens/s of `users` identical requests decoded together."""
-    params = GenerationParams(do_sample=False, max_new_tokens=n_tokens, ban_eos_token=True)
+    params = greedy_tokens(n_tokens)
     start = time.perf_counter()
     requests = [scheduler.submit(PROMPT, params) for _ in range(users)]
     total = sum(r.result().n_tokens for r in requests)
