@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from loaders.settings import LoadSettings
+from modules.limits import add_limit_flags
 
 DEFAULT_PORT = 7860
 
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     hf.add_argument("--gpu-split", default="", help="GiB of weights per GPU, comma separated, e.g. 20,24.")
     hf.add_argument("--load-in-8bit", action="store_true", help="Quantize to 8 bits at load (bitsandbytes, GPU only).")
     hf.add_argument("--load-in-4bit", action="store_true", help="Quantize to 4 bits at load (bitsandbytes, GPU only).")
-    hf.add_argument("--trust-remote-code", action="store_true", help="Allow a model folder's own Python code to run.")
+    hf.add_argument("--trust-remote-code", action="store_true", help="Allow model folders' own Python code to "
+                    "run when they are loaded. Only here, on the command line: the Model tab has no such switch.")
     hf.add_argument("--attn-implementation", default="", choices=["", "sdpa", "eager", "flash_attention_2"],
                     help="Attention implementation for Transformers models.")
 
@@ -54,10 +56,20 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--listen", action="store_true", help="Accept connections from the local network, not only this machine.")
     net.add_argument("--listen-host", help="Address to listen on (with --listen). Default 0.0.0.0.")
     net.add_argument("--listen-port", type=int, default=DEFAULT_PORT, help="Port to listen on.")
-    net.add_argument("--gradio-auth", help="Accounts as 'user:pass,user2:pass2'.")
-    net.add_argument("--gradio-auth-path", help="A file of accounts, one 'user:pass' a line.")
+    net.add_argument("--gradio-auth", help="Accounts as 'user:pass,user2:pass2'. Other local users can read "
+                     "this in the process list: prefer --gradio-auth-path.")
+    net.add_argument("--gradio-auth-path", help="A file of accounts, one 'user:password' or 'user:HASH[:admin]' "
+                     "a line (tools/accounts.py writes hashed entries). Must not be readable by group or others.")
+    net.add_argument("--admin-users", default="", help="Comma-separated account names that may change what "
+                     "everyone uses: the model, downloads, shared presets, characters, templates and prompts.")
+    net.add_argument("--everyone-admin", action="store_true", help="Without accounts, make every visitor an "
+                     "admin (by default only browsers on this machine are).")
+    net.add_argument("--forwarded-allow-ips", default="", help="Addresses of reverse proxies whose "
+                     "X-Forwarded-For header is believed, comma separated. Default: none, so a client "
+                     "cannot pretend to be another address.")
     net.add_argument("--api", action="store_true", help="Also serve an OpenAI-compatible API.")
     net.add_argument("--api-key", help="Key the API requires in 'Authorization: Bearer KEY'.")
+    add_limit_flags(parser)
     return parser
 
 

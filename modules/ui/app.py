@@ -19,6 +19,9 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
         ctx.params_state = gr.State((default_params or GenerationParams()).to_dict())
         ctx.template_state = gr.State(None)
         ctx.character_state = gr.State({"name": "Assistant", "context": "", "greeting": "", "picture": None})
+        # Without accounts, this random key is whose chats and private files these are.
+        ctx.browser_key = gr.BrowserState("", storage_key="llm-workbench-browser-key",
+                                          secret=ctx.extras.get("browser_secret"))
         with gr.Tabs():
             with gr.Tab("Chat", id="chat"):
                 chat_tab.build(ctx)

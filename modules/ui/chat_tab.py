@@ -25,8 +25,7 @@ BUSY = "A reply is still being written in this browser: wait for it or press Sto
 
 def build(ctx: UIContext) -> None:
     service = ctx.chat
-    browser_key = gr.BrowserState("", storage_key="llm-workbench-browser-key",
-                                  secret=ctx.extras.get("browser_secret"))
+    browser_key = ctx.browser_key
     owner = gr.State("")                       # set when the page loads
     chat_id = gr.State(None)                   # the open chat; None = a new one, not stored yet
     control = gr.State(SessionControl)         # this browser's request in flight
