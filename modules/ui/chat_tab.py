@@ -17,6 +17,7 @@ from modules.chat_session import SessionControl
 from modules.history_store import ChatNotFound
 from modules.params import GenerationParams, ParamError
 from modules.request_limits import LimitExceeded
+from modules.ui import notify
 from modules.ui.context import UIContext
 
 NO_CHANGE = gr.skip()
@@ -85,23 +86,23 @@ def build(ctx: UIContext) -> None:
             yield NO_CHANGE, current_id, "The page is still loading; try again.", NO_CHANGE, NO_CHANGE
             return
         if session.request is not None and session.request.finished is None:
-            gr.Warning(BUSY)
+            notify.warn(BUSY)
             yield NO_CHANGE, current_id, BUSY, NO_CHANGE, NO_CHANGE
             return
         try:
             first = True
             for update in action():
                 for notice in update.notices:
-                    gr.Info(notice)
+                    notify.info(notice)
                 if update.error:
-                    gr.Warning(update.error)
+                    notify.warn(update.error)
                 refresh_list = list_outputs and (first or update.done)
                 first = False
                 yield (update.messages, update.chat_id or current_id, update.status,
                        update.draft if update.draft is not None else NO_CHANGE,
                        chat_choices(who, selected=update.chat_id) if refresh_list else NO_CHANGE)
         except (ParamError, LimitExceeded, ChatNotFound, ValueError) as exc:
-            gr.Warning(str(exc))
+            notify.warn(str(exc))
             yield NO_CHANGE, current_id, f"Error: {exc}", NO_CHANGE, NO_CHANGE
 
     # ---- events ----------------------------------------------------------------------------
@@ -170,7 +171,7 @@ def build(ctx: UIContext) -> None:
             service.edit_message(who, current_id, edit.index if isinstance(edit.index, int) else edit.index[0],
                                  edit.value)
         except (IndexError, LimitExceeded, ChatNotFound) as exc:
-            gr.Warning(str(exc))
+            notify.warn(str(exc))
         return service.messages(who, current_id)
     chatbot.edit(do_edit, [owner, chat_id], [chatbot])
 
@@ -210,7 +211,7 @@ def build(ctx: UIContext) -> None:
         try:
             state = characters.load_character(name).to_state()
         except ValueError as exc:
-            gr.Warning(str(exc))
+            notify.warn(str(exc))
             return NO_CHANGE, NO_CHANGE
         return state, NO_CHANGE
     character.input(pick_character, [character, mode], [ctx.character_state, status], queue=False)

@@ -9,6 +9,7 @@ import gradio as gr
 from modules import prompts_store
 from modules.completion import SessionControl, stream_completion
 from modules.params import GenerationParams, ParamError
+from modules.ui import notify
 from modules.ui.context import UIContext, scheduling_owner
 
 # UI plumbing, not an API: kept out of the API page.
@@ -53,10 +54,10 @@ def build(ctx: UIContext) -> None:
         for update in stream_completion(ctx.scheduler, (prompt or "") + earlier_output, params,
                                         owner, session_control):
             for notice in update.notices:
-                gr.Info(notice)
+                notify.info(notice)
             finished = update.finished
             if finished is not None and finished.reason == "error":
-                gr.Warning(finished.error)
+                notify.warn(finished.error)
                 yield gr.skip(), f"⚠️ {update.status}"
                 return
             yield earlier_output + update.text, update.status

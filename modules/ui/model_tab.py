@@ -18,6 +18,7 @@ from loaders import LOADERS
 from loaders.settings import LoadSettings, available_cores
 from modules import hub_download, model_files
 from modules.model_settings_store import ModelSettingsError, ModelSettingsStore
+from modules.ui import notify
 
 # Which settings each loader reads (the rest are hidden while it is chosen).
 LLAMA_FIELDS = ["ctx_size", "gpu_layers", "threads", "threads_batch", "batch_size", "parallel",
@@ -111,7 +112,7 @@ def build(ctx) -> None:
             return f"⚠️ {exc}", _info_text(ctx)
         result = ctx.models.load(name, settings, progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
-            gr.Warning(result.message)
+            notify.warn(result.message)
             return f"⚠️ {result.message}", _info_text(ctx)
         return f"{result.message}{_remember(store, name, settings)}", _info_text(ctx)
 
@@ -122,7 +123,7 @@ def build(ctx) -> None:
             return do_load(name, loader_name, *values, progress=progress)
         result = ctx.models.reload(progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
-            gr.Warning(result.message)
+            notify.warn(result.message)
         return ("" if result.ok else "⚠️ ") + result.message, _info_text(ctx)
 
     form = [model, loader, *fields]
@@ -137,7 +138,7 @@ def build(ctx) -> None:
             result = hub_download.download(repo_id, file_pattern, ctx.models.model_dir,
                                            progress=lambda f, m: progress(f, desc=m))
         except hub_download.DownloadError as exc:
-            gr.Warning(str(exc))
+            notify.warn(str(exc))
             return f"⚠️ {exc}", gr.skip(), gr.skip()
         # choosing the new model right away makes Load the next and only step
         return (result.message, gr.Dropdown(choices=_choices(ctx), value=result.path.name), _table(ctx))

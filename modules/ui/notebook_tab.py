@@ -11,6 +11,7 @@ from modules.completion import (
     CompletionError, SessionControl, next_token_probabilities, stream_completion, token_view,
 )
 from modules.params import GenerationParams, ParamError
+from modules.ui import notify
 from modules.ui.context import UIContext, scheduling_owner
 
 PROBABILITY_COUNT = 10
@@ -53,10 +54,10 @@ def build(ctx: UIContext) -> None:
         owner = scheduling_owner(request)
         for update in stream_completion(ctx.scheduler, before, params, owner, session_control):
             for notice in update.notices:
-                gr.Info(notice)
+                notify.info(notice)
             finished = update.finished
             if finished is not None and finished.reason == "error":
-                gr.Warning(finished.error)
+                notify.warn(finished.error)
                 yield gr.skip(), gr.skip(), f"⚠️ {update.status}"
                 return
             yield before + update.text, before, update.status

@@ -1,0 +1,21 @@
+"""Toasts whose text is shown as text.
+
+Gradio renders a toast's message as HTML, and the messages shown here carry text from users,
+models, templates (a template's raise_exception(...) message) and file names. Unescaped, such
+text could run script in the page of whoever sees the toast, so every toast goes through here.
+"""
+from __future__ import annotations
+
+import html
+
+import gradio as gr
+
+
+def warn(message: object) -> None:
+    """A warning toast that shows the message literally."""
+    gr.Warning(html.escape(str(message)))
+
+
+def info(message: object) -> None:
+    """An info toast that shows the message literally."""
+    gr.Info(html.escape(str(message)))
