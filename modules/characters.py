@@ -1,4 +1,4 @@
-"""Characters: characters/<name>.yaml in text-generation-webui's format
+"""Characters: <name>.yaml in text-generation-webui's format
 
     name: Assistant
     greeting: How can I help?
@@ -7,18 +7,17 @@
 
 with an optional picture stored next to it as <name>.png or <name>.jpg. Extra keys
 (user_name, description, ...) are tolerated and kept when the character is saved again.
+Shared ones live in characters/, private ones in each owner's folder (modules.named_files);
+`folder` below is such a store, used with the asker's Identity, or a plain folder as before.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
-from modules.safe_files import (
-    atomic_write_bytes, atomic_write_text, find_named_file, list_names, path_in_folder,
-    read_yaml_mapping, safe_name,
-)
+from modules.named_files import NamedFiles, as_store
+from modules.roles import Identity
+from modules.safe_files import atomic_write_bytes, find_named_file, safe_name
 
 CHARACTERS_FOLDER = Path(__file__).resolve().parents[1] / "characters"
 SUFFIXES = (".yaml", ".yml")
@@ -47,17 +46,21 @@ class Character:
                 "picture": str(self.picture) if self.picture else None}
 
 
-def list_characters(folder=CHARACTERS_FOLDER) -> list[str]:
-    return list_names(folder, SUFFIXES)
+def store(shared_folder=CHARACTERS_FOLDER, data_dir=None) -> NamedFiles:
+    return NamedFiles("characters", shared_folder, data_dir, suffixes=SUFFIXES, noun="character",
+                      error=CharacterError, companions=PICTURE_SUFFIXES)
 
 
-def load_character(name: str, folder=CHARACTERS_FOLDER) -> Character:
-    path = find_named_file(folder, name, SUFFIXES)
-    if path is None:
-        raise CharacterError(f"There is no character named {name!r}.")
-    data = read_yaml_mapping(path, CharacterError)
-    file_name = path.name[: -len(path.suffix)]
-    display_name = _text(data.get("name", data.get("char_name"))) or file_name
+def list_characters(folder=CHARACTERS_FOLDER, identity: Identity | None = None) -> list[str]:
+    files, identity = as_store(folder, identity, store)
+    return files.names(identity)
+
+
+def load_character(name: str, folder=CHARACTERS_FOLDER, identity: Identity | None = None) -> Character:
+    files, identity = as_store(folder, identity, store)
+    entry = files.get(name, identity)
+    data = files.read_yaml(entry)
+    display_name = _text(data.get("name", data.get("char_name"))) or entry.name
     if "context" in data:
         context = _text(data["context"]).strip()
     else:
@@ -67,38 +70,43 @@ def load_character(name: str, folder=CHARACTERS_FOLDER) -> Character:
         name=display_name,
         context=context,
         greeting=_text(data.get("greeting", data.get("char_greeting"))).strip(),
-        picture=find_picture(file_name, folder),
+        picture=find_named_file(entry.path.parent, entry.name, PICTURE_SUFFIXES),
         extras=extras,
-        file_name=file_name,
+        file_name=entry.name,
     )
 
 
-def find_picture(name: str, folder=CHARACTERS_FOLDER) -> Path | None:
-    return find_named_file(folder, name, PICTURE_SUFFIXES)
+def find_picture(name: str, folder=CHARACTERS_FOLDER, identity: Identity | None = None) -> Path | None:
+    """The picture of the character this person sees under `name`, if it has one."""
+    files, identity = as_store(folder, identity, store)
+    entry = files.find(name, identity)
+    return find_named_file(entry.path.parent, entry.name, PICTURE_SUFFIXES) if entry else None
 
 
 def save_character(name: str, context: str, greeting: str = "", picture=None,
-                   folder=CHARACTERS_FOLDER) -> Path:
-    """Writes characters/<name>.yaml. `picture` is the path of an image file to store
-    next to it (png/jpg copied as is, other formats converted to png) or None for no
-    picture. Extra keys of an existing file with this name are kept."""
+                   folder=CHARACTERS_FOLDER, identity: Identity | None = None,
+                   scope: str | None = None) -> Path:
+    """Writes <name>.yaml to `scope` (default: private where there are private folders;
+    shared needs an admin). `picture` is the path of an image file to store next to it
+    (png/jpg copied as is, other formats converted to png) or None for no picture. Extra
+    keys of the file this person sees under this name are kept."""
+    files, identity = as_store(folder, identity, store)
+    scope = scope or files.default_scope
     name = safe_name(name)
-    path = path_in_folder(folder, name, ".yaml")
+    files.writable_folder(identity, scope)   # refuse before reading the picture
     data = {"name": name, "greeting": greeting or "", "context": context or ""}
-    data.update(_existing_extras(name, folder))
+    data.update(_existing_extras(files, name, identity))
     new_picture = _read_picture(Path(picture) if picture else None)
-    atomic_write_text(path, _character_yaml(data))
-    _store_picture(name, new_picture, folder)
+    path = files.write_yaml(name, data, identity, scope)
+    _store_picture(files, name, new_picture, identity, scope)
     return path
 
 
-def delete_character(name: str, folder=CHARACTERS_FOLDER) -> None:
-    path = find_named_file(folder, name, SUFFIXES)
-    if path is None:
-        raise CharacterError(f"There is no character named {name!r}.")
-    path.unlink()
-    for suffix in PICTURE_SUFFIXES:
-        path_in_folder(folder, name, suffix).unlink(missing_ok=True)
+def delete_character(name: str, folder=CHARACTERS_FOLDER, identity: Identity | None = None,
+                     scope: str | None = None) -> str:
+    """Deletes the character this person sees under `name`, picture included; returns its scope."""
+    files, identity = as_store(folder, identity, store)
+    return files.delete(name, identity, scope).scope
 
 
 # ---- helpers -------------------------------------------------------------------------
@@ -119,12 +127,12 @@ def _pygmalion_context(name: str, data: dict) -> str:
     return "\n".join(parts).strip()
 
 
-def _existing_extras(name: str, folder) -> dict:
-    existing = find_named_file(folder, name, SUFFIXES)
+def _existing_extras(files: NamedFiles, name: str, identity) -> dict:
+    existing = files.find(name, identity)
     if existing is None:
         return {}
     try:
-        data = read_yaml_mapping(existing, CharacterError)
+        data = files.read_yaml(existing)
     except CharacterError:
         return {}   # a broken old file is replaced, not a reason to refuse the save
     return {k: v for k, v in data.items() if k not in _OWN_KEYS}
@@ -143,14 +151,15 @@ def _read_picture(source: Path | None) -> tuple[str, bytes] | None:
     return ".png", _convert_to_png(source)
 
 
-def _store_picture(name: str, picture: tuple[str, bytes] | None, folder) -> None:
+def _store_picture(files: NamedFiles, name: str, picture: tuple[str, bytes] | None,
+                   identity, scope: str) -> None:
     keep = None
     if picture is not None:
         suffix, data = picture
-        keep = path_in_folder(folder, name, suffix)
+        keep = files.target(name, identity, scope, suffix)
         atomic_write_bytes(keep, data)
     for suffix in PICTURE_SUFFIXES:   # drop the old picture in another format, if any
-        other = path_in_folder(folder, name, suffix)
+        other = files.target(name, identity, scope, suffix)
         if other != keep:
             other.unlink(missing_ok=True)
 
@@ -166,20 +175,3 @@ def _convert_to_png(source: Path) -> bytes:
             return buffer.getvalue()
     except Exception as exc:   # PIL raises many kinds for unreadable files
         raise CharacterError(f"The picture {source.name!r} could not be read as an image: {exc}") from None
-
-
-def _character_yaml(data: dict) -> str:
-    return yaml.dump(data, Dumper=_CharacterDumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False, width=100)
-
-
-class _CharacterDumper(yaml.SafeDumper):
-    """Multi-line context and greetings as | blocks, like text-generation-webui's files."""
-
-
-def _represent_text(dumper, text: str):
-    style = "|" if "\n" in text.strip() else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_CharacterDumper.add_representer(str, _represent_text)

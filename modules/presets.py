@@ -1,20 +1,21 @@
-"""Sampler presets: presets/<name>.yaml files holding only the settings that differ
-from the GenerationParams defaults, keyed by text-generation-webui's names, so its
-preset files load here as they are and ours load there.
+"""Sampler presets: <name>.yaml files holding only the settings that differ from the
+GenerationParams defaults, keyed by text-generation-webui's names, so its preset files load
+here as they are and ours load there. Shared ones live in presets/, private ones in each
+owner's folder (modules.named_files).
 
 Loading is forgiving (a preset is the user's file, not an API call): each bad or
 unknown value is skipped and named in a warning, the rest is applied.
+
+`folder` below is a named_files.NamedFiles store, used with the asker's Identity, or a
+plain folder as before (scripts, tests, --settings).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
-
+from modules.named_files import NamedFiles, as_store, dump_yaml
 from modules.params import GenerationParams, ParamError, split_preset_keys
-from modules.safe_files import (
-    atomic_write_text, find_named_file, list_names, path_in_folder, read_yaml_mapping,
-)
+from modules.roles import Identity
 
 PRESETS_FOLDER = Path(__file__).resolve().parents[1] / "presets"
 SUFFIXES = (".yaml", ".yml")
@@ -24,24 +25,30 @@ class PresetError(ValueError):
     """A preset that cannot be read, saved or deleted; the message names the file."""
 
 
-def list_presets(folder=PRESETS_FOLDER) -> list[str]:
-    return list_names(folder, SUFFIXES)
+def store(shared_folder=PRESETS_FOLDER, data_dir=None) -> NamedFiles:
+    return NamedFiles("presets", shared_folder, data_dir, suffixes=SUFFIXES, noun="preset",
+                      error=PresetError)
+
+
+def list_presets(folder=PRESETS_FOLDER, identity: Identity | None = None) -> list[str]:
+    files, identity = as_store(folder, identity, store)
+    return files.names(identity)
 
 
 def default_params() -> GenerationParams:
     return GenerationParams()
 
 
-def load_preset(name: str, folder=PRESETS_FOLDER) -> tuple[GenerationParams, list[str]]:
+def load_preset(name: str, folder=PRESETS_FOLDER,
+                identity: Identity | None = None) -> tuple[GenerationParams, list[str]]:
     """The preset's params and warnings about what in the file was not applied."""
-    path = find_named_file(folder, name, SUFFIXES)
-    if path is None:
-        raise PresetError(f"There is no preset named {name!r}.")
-    values = read_yaml_mapping(path, PresetError)
+    files, identity = as_store(folder, identity, store)
+    entry = files.get(name, identity)
+    values = files.read_yaml(entry)
     try:
         return params_from_preset_mapping(values)
     except PresetError as exc:
-        raise PresetError(f"{path.name}: {exc}") from None
+        raise PresetError(f"{entry.path.name}: {exc}") from None
 
 
 def params_from_preset_mapping(values: dict) -> tuple[GenerationParams, list[str]]:
@@ -74,44 +81,19 @@ def preset_yaml(params: GenerationParams) -> str:
     values = params.non_default_items()
     if "logit_bias" in values:
         values["logit_bias"] = dict(values["logit_bias"])
-    if not values:
-        return "{}\n"
-    return yaml.dump(values, Dumper=_PresetDumper, sort_keys=False, allow_unicode=True,
-                     default_flow_style=False)
+    return dump_yaml(values)
 
 
-class _PresetDumper(yaml.SafeDumper):
-    """Writes strings with line breaks readably: a lone "\\n" stop string as "\\n",
-    a multi-line grammar as a | block (PyYAML's default is hard to read for both)."""
+def save_preset(name: str, params: GenerationParams, folder=PRESETS_FOLDER,
+                identity: Identity | None = None, scope: str | None = None) -> Path:
+    """Writes the preset to `scope` (default: private where there are private folders).
+    Saving to the shared scope needs an admin (roles.NotAdmin)."""
+    files, identity = as_store(folder, identity, store)
+    return files.write_text(name, preset_yaml(params), identity, scope or files.default_scope)
 
 
-def _represent_text(dumper, text: str):
-    style = None
-    if "\n" in text:
-        style = "|" if text.strip() and "\n" in text.strip() else '"'
-    return dumper.represent_scalar("tag:yaml.org,2002:str", text, style=style)
-
-
-_PresetDumper.add_representer(str, _represent_text)
-
-
-def save_preset(name: str, params: GenerationParams, folder=PRESETS_FOLDER) -> Path:
-    path = path_in_folder(folder, name, ".yaml")
-    _remove_other_suffixes(folder, name, keep=path)
-    atomic_write_text(path, preset_yaml(params))
-    return path
-
-
-def delete_preset(name: str, folder=PRESETS_FOLDER) -> None:
-    path = find_named_file(folder, name, SUFFIXES)
-    if path is None:
-        raise PresetError(f"There is no preset named {name!r}.")
-    path.unlink()
-
-
-def _remove_other_suffixes(folder, name: str, keep: Path) -> None:
-    # A stale "name.yml" next to the new "name.yaml" would make the name ambiguous.
-    for suffix in SUFFIXES:
-        other = path_in_folder(folder, name, suffix)
-        if other != keep and other.is_file():
-            other.unlink()
+def delete_preset(name: str, folder=PRESETS_FOLDER, identity: Identity | None = None,
+                  scope: str | None = None) -> str:
+    """Deletes the preset this person sees under `name`; returns its scope."""
+    files, identity = as_store(folder, identity, store)
+    return files.delete(name, identity, scope).scope

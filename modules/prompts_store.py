@@ -1,5 +1,7 @@
-"""Saved prompts for the Default tab: prompts/<name>.txt, plain text as text-generation-webui
-keeps them, so its prompt files can be copied in as they are.
+"""Saved prompts for the Default tab: <name>.txt, plain text as text-generation-webui keeps
+them, so its prompt files can be copied in as they are. Shared ones live in prompts/,
+private ones in each owner's folder (modules.named_files); `folder` below is such a store,
+used with the asker's Identity, or a plain folder as before.
 
 Names come from a text box in the browser and go through modules.safe_files, so a name
 can never reach a file outside the folder.
@@ -8,7 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modules.safe_files import atomic_write_text, find_named_file, list_names, path_in_folder
+from modules.named_files import NamedFiles, as_store
+from modules.roles import Identity
 
 PROMPTS_FOLDER = Path(__file__).resolve().parents[1] / "prompts"
 SUFFIXES = (".txt",)
@@ -18,29 +21,31 @@ class PromptError(ValueError):
     """A prompt that cannot be loaded, saved or deleted; the message says why."""
 
 
-def list_prompts(folder=PROMPTS_FOLDER) -> list[str]:
-    return list_names(folder, SUFFIXES)
+def store(shared_folder=PROMPTS_FOLDER, data_dir=None) -> NamedFiles:
+    return NamedFiles("prompts", shared_folder, data_dir, suffixes=SUFFIXES, noun="prompt",
+                      error=PromptError)
 
 
-def load_prompt(name: str, folder=PROMPTS_FOLDER) -> str:
-    path = find_named_file(folder, name, SUFFIXES)   # raises UnsafeNameError for bad names
-    if path is None:
-        raise PromptError(f"There is no prompt named {name!r}.")
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise PromptError(f"{path.name} is not a UTF-8 text file.") from None
+def list_prompts(folder=PROMPTS_FOLDER, identity: Identity | None = None) -> list[str]:
+    files, identity = as_store(folder, identity, store)
+    return files.names(identity)
 
 
-def save_prompt(name: str, text: str, folder=PROMPTS_FOLDER) -> Path:
-    """Writes (or overwrites) the prompt; returns its path. The name is checked first."""
-    path = path_in_folder(folder, name, SUFFIXES[0])
-    atomic_write_text(path, text or "")
-    return path
+def load_prompt(name: str, folder=PROMPTS_FOLDER, identity: Identity | None = None) -> str:
+    files, identity = as_store(folder, identity, store)
+    return files.read_text(files.get(name, identity))   # UnsafeNameError for bad names
 
 
-def delete_prompt(name: str, folder=PROMPTS_FOLDER) -> None:
-    path = find_named_file(folder, name, SUFFIXES)
-    if path is None:
-        raise PromptError(f"There is no prompt named {name!r}.")
-    path.unlink()
+def save_prompt(name: str, text: str, folder=PROMPTS_FOLDER, identity: Identity | None = None,
+                scope: str | None = None) -> Path:
+    """Writes (or overwrites) the prompt in `scope` (default: private where there are private
+    folders; shared needs an admin); returns its path. The name is checked first."""
+    files, identity = as_store(folder, identity, store)
+    return files.write_text(name, text or "", identity, scope or files.default_scope)
+
+
+def delete_prompt(name: str, folder=PROMPTS_FOLDER, identity: Identity | None = None,
+                  scope: str | None = None) -> str:
+    """Deletes the prompt this person sees under `name`; returns its scope."""
+    files, identity = as_store(folder, identity, store)
+    return files.delete(name, identity, scope).scope
