@@ -12,9 +12,11 @@ sys.path.insert(0, str(ROOT))
 from modules import cli, model_files  # noqa: E402
 from modules.accounts import Accounts, AccountsError, client_address_middleware  # noqa: E402
 from modules.chat_service import ChatService  # noqa: E402
+from modules.front_door import FrontDoor  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
+from modules.limits import limits_from_args  # noqa: E402
 from modules.model_manager import ModelManager  # noqa: E402
-from modules.request_limits import RequestLimits  # noqa: E402
+from modules.roles import AccessPolicy  # noqa: E402
 from modules.safe_files import atomic_write_text  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params  # noqa: E402
@@ -44,6 +46,7 @@ def main(argv: list[str] | None = None) -> None:
         default_params = None
 
     data_dir = Path(args.data_dir) if Path(args.data_dir).is_absolute() else ROOT / args.data_dir
+    limits = limits_from_args(args)
     scheduler = Scheduler()
     models = ModelManager(scheduler, ROOT / args.model_dir if not Path(args.model_dir).is_absolute()
                           else args.model_dir)
@@ -56,6 +59,9 @@ def main(argv: list[str] | None = None) -> None:
     except AccountsError as exc:
         sys.exit(f"Accounts: {exc}")
     auth = accounts.gradio_auth if accounts else None
+    policy = AccessPolicy(accounts_on=accounts is not None, everyone_admin=args.everyone_admin,
+                          admin_users=_admin_names(args.admin_users, accounts))
+    log.info("%s", policy.describe())
     if args.listen and auth is None:
         warning = ("This server is open to the network with no accounts: anyone who can reach "
                    f"{host}:{args.listen_port} can use it. Add --gradio-auth or --gradio-auth-path.")
@@ -66,8 +72,9 @@ def main(argv: list[str] | None = None) -> None:
     interrupted = store.mark_interrupted()
     if interrupted:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
+    door = FrontDoor(scheduler, limits)
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
-                    chat=ChatService(scheduler, store, RequestLimits()))
+                    chat=ChatService(door, store), policy=policy, limits=limits, front_door=door)
     ctx.extras["data_dir"] = data_dir
     if not args.settings and default_params is not None:
         ctx.extras["start_preset"] = DEFAULT_PRESET          # what the sliders start with
@@ -79,6 +86,20 @@ def main(argv: list[str] | None = None) -> None:
                inbrowser=False, quiet=True, ssr_mode=False,
                # gives the login check the client's address, for per-address rate limits
                app_kwargs={"middleware": [client_address_middleware()]})
+
+
+def _admin_names(flag: str, accounts) -> set[str]:
+    """--admin-users plus the accounts marked admin in the accounts file."""
+    names = {name.strip() for name in (flag or "").split(",") if name.strip()}
+    marked = getattr(accounts, "admins", None) if accounts else None
+    names |= set(marked or ())
+    if accounts is None and names:
+        log.warning("--admin-users has no effect without accounts (--gradio-auth or --gradio-auth-path).")
+    elif accounts is not None:
+        unknown = names - set(accounts.users)
+        if unknown:
+            log.warning("--admin-users names no account: %s", ", ".join(sorted(unknown)))
+    return names
 
 
 def persistent_secret(path: Path) -> str:

@@ -4,6 +4,8 @@ The history store is the source of truth: every finished message is committed wh
 finishes, and a reply being written is saved as it grows (status "streaming"), so a
 server killed mid-reply comes back with that reply kept and marked "interrupted".
 Each action is a generator of ChatUpdate for the UI; nothing here knows about Gradio.
+Actions take the Identity of who asks: its owner scopes every store call, and replies
+enter the engine through the front door under that person's limits.
 """
 from __future__ import annotations
 
@@ -12,11 +14,11 @@ from dataclasses import dataclass, field
 from typing import Iterator
 
 from modules.chat_modes import Character, prompt_messages
-from modules.chat_session import SessionControl, stream_reply
+from modules.chat_session import SessionControl
+from modules.front_door import FrontDoor
 from modules.history_store import Chat, HistoryStore
 from modules.params import GenerationParams
-from modules.request_limits import RequestLimits
-from modules.scheduler import Scheduler
+from modules.roles import Identity
 
 SAVE_INTERVAL = 1.0           # seconds between saves of a reply being written
 TITLE_LENGTH = 60
@@ -51,10 +53,9 @@ def display_messages(chat: Chat | None) -> list[dict]:
 
 
 class ChatService:
-    def __init__(self, scheduler: Scheduler, store: HistoryStore, limits: RequestLimits | None = None):
-        self.scheduler = scheduler
+    def __init__(self, door: FrontDoor, store: HistoryStore):
+        self.door = door
         self.store = store
-        self.limits = limits or RequestLimits()
 
     # ---- chats -----------------------------------------------------------------------------
     def new_chat(self, owner: str, settings: ChatSettings, title: str = "New chat") -> str:
@@ -69,38 +70,40 @@ class ChatService:
         return display_messages(self.store.get_chat(owner, chat_id)) if chat_id else []
 
     # ---- actions -------------------------------------------------------------------------------
-    def send(self, owner: str, chat_id: str | None, text: str, settings: ChatSettings,
+    def send(self, who: Identity, chat_id: str | None, text: str, settings: ChatSettings,
              control: SessionControl) -> Iterator[ChatUpdate]:
-        self.limits.check_input(text)
+        owner = who.owner
+        self.door.limits_check_input(text)
         if not chat_id:
             chat_id = self.new_chat(owner, settings, title=_title(text))
         elif self._is_untitled(owner, chat_id):
             self.store.rename_chat(owner, chat_id, _title(text))
         self.store.append_message(owner, chat_id, "user", text)
-        yield from self._reply(owner, chat_id, settings, control)
+        yield from self._reply(who, chat_id, settings, control)
 
-    def regenerate(self, owner, chat_id, settings, control) -> Iterator[ChatUpdate]:
-        chat = self.store.get_chat(owner, chat_id)
+    def regenerate(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
+        chat = self.store.get_chat(who.owner, chat_id)
         if chat.messages and chat.messages[-1].role == "assistant" and len(chat.messages) > 1:
-            self.store.delete_message(owner, chat_id, chat.messages[-1].id)
-        yield from self._reply(owner, chat_id, settings, control)
+            self.store.delete_message(who.owner, chat_id, chat.messages[-1].id)
+        yield from self._reply(who, chat_id, settings, control)
 
-    def continue_reply(self, owner, chat_id, settings, control) -> Iterator[ChatUpdate]:
-        chat = self.store.get_chat(owner, chat_id)
+    def continue_reply(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
+        chat = self.store.get_chat(who.owner, chat_id)
         if not chat.messages or chat.messages[-1].role != "assistant":
-            yield from self._reply(owner, chat_id, settings, control)
+            yield from self._reply(who, chat_id, settings, control)
             return
-        yield from self._reply(owner, chat_id, settings, control, continue_message=chat.messages[-1])
+        yield from self._reply(who, chat_id, settings, control, continue_message=chat.messages[-1])
 
-    def impersonate(self, owner, chat_id, draft: str, settings, control) -> Iterator[ChatUpdate]:
+    def impersonate(self, who: Identity, chat_id, draft: str, settings, control) -> Iterator[ChatUpdate]:
         """Writes the user's next message into the input box; nothing is stored."""
+        owner = who.owner
         history = self._history(owner, chat_id) + [{"role": "user", "content": draft}]
         mode_prompt = prompt_messages(settings.mode, history, settings.character, impersonate=True)
         params = _with_stops(settings.params, mode_prompt.stop_strings)
         shown = self.messages(owner, chat_id)
-        with self.limits.slot(owner):
-            for update in stream_reply(self.scheduler, mode_prompt.messages, params, settings.template,
-                                       owner=owner, control=control, continue_last=True):
+        with self.door.admit(who, params, text=draft) as admission:
+            for update in admission.stream_chat(mode_prompt.messages, settings.template, control,
+                                                continue_last=True):
                 yield ChatUpdate(chat_id or "", shown, update.status, update.notices,
                                  _error(update), update.finished is not None, draft + update.text)
 
@@ -121,17 +124,18 @@ class ChatService:
         shown = [m for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
         if not 0 <= index < len(shown):
             raise IndexError("That message no longer exists.")
-        self.limits.check_input(text)
+        self.door.limits_check_input(text)
         self.store.update_message(owner, chat_id, shown[index].id, content=text, status="done")
 
     # ---- the reply ---------------------------------------------------------------------------
-    def _reply(self, owner, chat_id, settings: ChatSettings, control, continue_message=None):
+    def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None):
+        owner = who.owner
         history = self._history(owner, chat_id)
         mode_prompt = prompt_messages(settings.mode, history, settings.character,
                                       continue_last=continue_message is not None)
         params = _with_stops(settings.params, mode_prompt.stop_strings)
         prefix = continue_message.content if continue_message else ""
-        with self.limits.slot(owner):
+        with self.door.admit(who, params) as admission:
             if continue_message is None:
                 reply_id = self.store.append_message(owner, chat_id, "assistant", "", status="streaming")
             else:
@@ -140,9 +144,8 @@ class ChatService:
             shown = self.messages(owner, chat_id)
             last_save, text, saved = time.monotonic(), prefix, False
             try:
-                for update in stream_reply(self.scheduler, mode_prompt.messages, params, settings.template,
-                                           owner=owner, control=control,
-                                           continue_last=continue_message is not None):
+                for update in admission.stream_chat(mode_prompt.messages, settings.template, control,
+                                                    continue_last=continue_message is not None):
                     text = prefix + update.text
                     shown[-1] = {"role": "assistant", "content": text}
                     if update.finished is not None:

@@ -1,6 +1,6 @@
-"""One chat turn from a user's message to a streamed reply, independent of the UI.
+"""A submitted request followed as updates for the screen, independent of the UI.
 
-The Chat tab calls `stream_reply` and shows what it yields; tests call it directly.
+modules/front_door.py turns a chat or a completion into a request and follows it here.
 Updates are coalesced (at most one every UPDATE_INTERVAL seconds, less often as the reply
 grows) so a long reply never floods the browser.
 """
@@ -10,11 +10,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
-from modules.chat_prompt import PromptTooLong, build_chat_prompt
 from modules.events import Finished, Queued, TextDelta
-from modules.params import GenerationParams
-from modules.scheduler import Scheduler
-from modules.template_render import TemplateError
 
 UPDATE_INTERVAL = 0.05
 LONG_REPLY_CHARS = 4000       # every this many characters shown adds UPDATE_INTERVAL
@@ -40,37 +36,6 @@ class SessionControl:
             request.cancel()
             return True
         return False
-
-
-def stream_reply(
-    scheduler: Scheduler,
-    messages: list[dict],
-    params: GenerationParams,
-    template: str | None,
-    *,
-    owner: str = "",
-    control: SessionControl | None = None,
-    continue_last: bool = False,
-) -> Iterator[ReplyUpdate]:
-    """messages end with the user's message (or, with continue_last, a partial reply)."""
-    backend = scheduler.backend
-    if backend is None:
-        yield failure_update("No model is loaded. Load one in the Model tab.")
-        return
-    info = backend.info
-    reserve = min(params.max_new_tokens, info.n_ctx // 2)
-    try:
-        prompt = build_chat_prompt(
-            messages, template,
-            lambda text: len(backend.tokenize(text, add_bos=params.add_bos_token)),
-            info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
-            continue_last=continue_last)
-    except (PromptTooLong, TemplateError) as exc:
-        yield failure_update(str(exc))
-        return
-    notices = [prompt.notice] if prompt.notice else []
-    request = scheduler.submit(prompt.text, params, owner=owner)
-    yield from follow_request(request, control, notices)
 
 
 def follow_request(request, control: SessionControl | None = None,

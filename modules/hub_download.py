@@ -6,7 +6,12 @@ name text-generation-webui uses. The hub address is HF_ENDPOINT, as huggingface_
 reads it, so a mirror or a local server works the same way as huggingface.co.
 
 Errors come out as DownloadError with a message meant for the person who typed the
-repository id: not found, no matching file, hub unreachable, invalid id.
+repository id: not found, no matching file, hub unreachable, invalid id, not enough disk.
+
+Downloads change what everyone can load, so only admins start them (the Model tab checks
+that); the server's HF_TOKEN is used only when the caller says the request is an admin's.
+A model already in models/ is never overwritten: files are fetched into a hidden staging
+folder and moved into place only when complete, and only if nothing has that name yet.
 """
 from __future__ import annotations
 
@@ -100,42 +105,63 @@ def choose_files(repo_id: str, all_files: list[str], pattern: str) -> list[str]:
 
 
 def download(repo_id: str, pattern: str, models_dir: str | os.PathLike,
-             progress=None) -> DownloadResult:
+             progress=None, *, use_token: bool = False, margin_bytes: int = 5 * 2**30) -> DownloadResult:
     """Fetches the matching files of repo_id into models_dir. progress(fraction, message)
-    is called as bytes arrive. Raises DownloadError."""
+    is called as bytes arrive. use_token: send the server's HF_TOKEN (admins only).
+    margin_bytes: free disk the download must leave. Raises DownloadError."""
     progress = progress or (lambda fraction, message: None)
     repo_id = parse_repo_id(repo_id)
     models_dir = Path(models_dir)
     hub = endpoint()
+    token = None if use_token else False        # False: never read HF_TOKEN or the saved login
     with _translated_errors(repo_id, hub):
         progress(0.0, f"Looking up {repo_id} on {hub}")
-        info = HfApi(endpoint=hub).model_info(repo_id, files_metadata=True)
+        info = HfApi(endpoint=hub, token=token).model_info(repo_id, files_metadata=True)
         sizes = {s.rfilename: s.size or 0 for s in info.siblings or []}
         if not sizes:
             raise DownloadError(f"{repo_id} has no files.")
         files = choose_files(repo_id, sorted(sizes), pattern)
         total = sum(sizes[f] for f in files)
         single_gguf = len(files) == 1 and files[0].lower().endswith(".gguf")
-        if single_gguf:
-            final = models_dir / PurePosixPath(files[0]).name
-            local_dir = models_dir / STAGING_FOLDER / target_folder_name(repo_id)
-            if final.is_file() and final.stat().st_size == total:
-                return DownloadResult(final, files, total, already_present=True)
-        else:
-            final = local_dir = models_dir / target_folder_name(repo_id)
+        final = models_dir / (PurePosixPath(files[0]).name if single_gguf else target_folder_name(repo_id))
+        if single_gguf and final.is_file() and final.stat().st_size == total:
+            return DownloadResult(final, files, total, already_present=True)
+        if final.exists():
+            raise DownloadError(f"{final.name} is already in the models folder and is not replaced. "
+                                f"Delete or rename it on the server first to download it again.")
+        check_free_space(models_dir, total, margin_bytes)
+        staging = models_dir / STAGING_FOLDER / target_folder_name(repo_id)
         counter = _ByteCounter(total, progress)
-        for name in files:
-            counter.start_file(name, sizes[name])
-            # revision=info.sha pins every file to the commit listed above
-            fetched = hf_hub_download(repo_id, name, revision=info.sha, local_dir=local_dir,
-                                      endpoint=hub, tqdm_class=functools.partial(_FileBar, counter))
-            counter.finish_file()
-        if single_gguf:
-            os.replace(fetched, final)
-            shutil.rmtree(local_dir, ignore_errors=True)
-            _remove_if_empty(local_dir.parent)
+        try:
+            for name in files:
+                counter.start_file(name, sizes[name])
+                # revision=info.sha pins every file to the commit listed above
+                fetched = hf_hub_download(repo_id, name, revision=info.sha, local_dir=staging, token=token,
+                                          endpoint=hub, tqdm_class=functools.partial(_FileBar, counter))
+                counter.finish_file()
+            if final.exists():       # another download finished first while this one ran
+                raise DownloadError(f"{final.name} appeared in the models folder during the download; "
+                                    f"it is not replaced.")
+            if single_gguf:
+                os.replace(fetched, final)
+            else:
+                shutil.rmtree(staging / ".cache", ignore_errors=True)    # huggingface_hub's bookkeeping
+                os.replace(staging, final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)      # a failed download leaves nothing behind
+            _remove_if_empty(staging.parent)
     progress(1.0, "Downloaded")
     return DownloadResult(final, files, total)
+
+
+def check_free_space(folder: Path, needed: int, margin_bytes: int) -> None:
+    """Refuses a download that would leave less than margin_bytes free on the disk."""
+    folder.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(folder).free
+    if needed + margin_bytes > free:
+        raise DownloadError(f"Not enough disk space: the download needs {needed / 2**30:.2f} GiB and must "
+                            f"leave {margin_bytes / 2**30:.1f} GiB free, but only {free / 2**30:.2f} GiB "
+                            f"is free.")
 
 
 def _remove_if_empty(folder: Path) -> None:

@@ -67,7 +67,9 @@ class ModelSettingsStore:
                 note = f"{exc} It was kept as {kept.name} and a new file was started."
                 log.warning(note)
                 data = {}
-            data[model_name] = settings.to_dict()
+            values = settings.to_dict()
+            values.pop("trust_remote_code", None)     # the command line's decision, never remembered
+            data[model_name] = values
             text = yaml.safe_dump(data, sort_keys=True, allow_unicode=True, default_flow_style=False)
             atomic_write_text(self.path, text)
         return note
@@ -92,7 +94,7 @@ def _valid_values(entry: dict, model_name: str) -> dict:
                 log.warning("%s: unknown loader %r for %s ignored", FILE_NAME, value, model_name)
             continue
         expected = _FIELD_TYPES.get(key)
-        if expected is None:
+        if expected is None or key == "trust_remote_code":    # only ever from the command line
             continue          # a setting from another version: ignored
         if expected is int and isinstance(value, bool) or not isinstance(value, expected):
             log.warning("%s: %s=%r for %s is not a %s; the default is used",

@@ -13,8 +13,10 @@ import logging
 import threading
 import traceback
 from collections import deque
+from contextlib import contextmanager
 
 from loaders.base import Backend, Sequence
+from modules.backend_lease import BackendLease
 from modules.params import GenerationParams
 from modules.request import Request
 
@@ -31,6 +33,7 @@ class Scheduler:
         self._last_admitted: dict[str, int] = {}     # owner -> when last given a slot
         self._wake = threading.Condition()
         self._model_lock = threading.RLock()   # held for a step, and to swap the model
+        self.lease = BackendLease()            # tokenisers on other threads vs. unloading
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
 
@@ -57,10 +60,18 @@ class Scheduler:
     def queue_length(self) -> int:
         return len(self._waiting)
 
+    @contextmanager
+    def leased_backend(self):
+        """The backend, kept alive until the block ends: for work on other threads
+        (tokenising) that must not race an unload. None when no model is loaded."""
+        with self.lease.shared():
+            yield self._backend
+
     def swap_backend(self, backend: Backend | None, reason: str) -> Backend | None:
         """Ends every request on the current model with `reason` and installs another.
-        Returns the old backend so the caller can unload it."""
-        with self._model_lock:
+        Returns the old backend so the caller can unload it: no leased_backend() block
+        can still be using it, and none will get it again."""
+        with self.lease.exclusive(), self._model_lock:
             for request in list(self._active.values()):
                 request.finish("error", reason)
             self._drop_all_sequences()

@@ -8,7 +8,10 @@ from modules.chat_service import ChatService, ChatSettings
 from modules.chat_session import SessionControl
 from modules.history_store import ChatNotFound, HistoryStore
 from modules.params import GenerationParams
-from modules.request_limits import InputTooLong, RequestLimits
+from modules.front_door import FrontDoor
+from modules.limits import Limits
+from modules.request_limits import InputTooLong
+from modules.roles import Identity
 
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=24)
 
@@ -16,8 +19,12 @@ GREEDY = GenerationParams(do_sample=False, max_new_tokens=24)
 @pytest.fixture
 def service(scheduler, tmp_path):
     store = HistoryStore(tmp_path)
-    yield ChatService(scheduler, store, RequestLimits(max_active_per_user=2, max_input_chars=2000))
+    yield ChatService(FrontDoor(scheduler, Limits(max_requests_per_user=2, max_input_chars=2000)), store)
     store.close()
+
+
+def person(name: str) -> Identity:
+    return Identity(owner=name, user=name, address="127.0.0.1", is_admin=False)
 
 
 def run(updates):
@@ -32,7 +39,7 @@ def instruct(**changes) -> ChatSettings:
 
 
 def test_send_stores_both_messages_and_titles_the_chat(service):
-    update = run(service.send("alice", None, "Tell me the capital of France.", instruct(), SessionControl()))
+    update = run(service.send(person("alice"), None, "Tell me the capital of France.", instruct(), SessionControl()))
     assert update.done and "Paris" in update.messages[-1]["content"]
     chat = service.store.get_chat("alice", update.chat_id)
     assert [m.role for m in chat.messages] == ["user", "assistant"]
@@ -41,10 +48,10 @@ def test_send_stores_both_messages_and_titles_the_chat(service):
 
 
 def test_regenerate_replaces_the_last_reply(service):
-    first = run(service.send("alice", None, "Write a word.", instruct(do_sample=True, seed=1,
+    first = run(service.send(person("alice"), None, "Write a word.", instruct(do_sample=True, seed=1,
                                                                       temperature=1.5), SessionControl()))
     chat_id = first.chat_id
-    second = run(service.regenerate("alice", chat_id, instruct(do_sample=True, seed=2, temperature=1.5),
+    second = run(service.regenerate(person("alice"), chat_id, instruct(do_sample=True, seed=2, temperature=1.5),
                                     SessionControl()))
     chat = service.store.get_chat("alice", chat_id)
     assert [m.role for m in chat.messages] == ["user", "assistant"]
@@ -52,38 +59,38 @@ def test_regenerate_replaces_the_last_reply(service):
 
 
 def test_continue_extends_the_same_reply(service):
-    first = run(service.send("alice", None, "Write a long story about a dragon.",
+    first = run(service.send(person("alice"), None, "Write a long story about a dragon.",
                              instruct(max_new_tokens=10, ban_eos_token=True), SessionControl()))
     before = first.messages[-1]["content"]
-    after = run(service.continue_reply("alice", first.chat_id, instruct(max_new_tokens=10, ban_eos_token=True),
+    after = run(service.continue_reply(person("alice"), first.chat_id, instruct(max_new_tokens=10, ban_eos_token=True),
                                        SessionControl())).messages[-1]["content"]
     assert after.startswith(before) and len(after) > len(before)
     assert len(service.store.get_chat("alice", first.chat_id).messages) == 2
 
 
 def test_impersonate_writes_a_draft_and_stores_nothing(service):
-    first = run(service.send("alice", None, "Hello!", instruct(), SessionControl()))
-    update = run(service.impersonate("alice", first.chat_id, "I would like", instruct(max_new_tokens=8),
+    first = run(service.send(person("alice"), None, "Hello!", instruct(), SessionControl()))
+    update = run(service.impersonate(person("alice"), first.chat_id, "I would like", instruct(max_new_tokens=8),
                                      SessionControl()))
     assert update.draft.startswith("I would like") and len(update.draft) > len("I would like")
     assert len(service.store.get_chat("alice", first.chat_id).messages) == 2
 
 
 def test_remove_last_gives_back_the_users_text(service):
-    first = run(service.send("alice", None, "Tell me the capital of France.", instruct(), SessionControl()))
+    first = run(service.send(person("alice"), None, "Tell me the capital of France.", instruct(), SessionControl()))
     assert service.remove_last("alice", first.chat_id) == "Tell me the capital of France."
     assert service.store.get_chat("alice", first.chat_id).messages == []
 
 
 def test_edit_changes_the_stored_message(service):
-    first = run(service.send("alice", None, "Tell me the capital of France.", instruct(), SessionControl()))
+    first = run(service.send(person("alice"), None, "Tell me the capital of France.", instruct(), SessionControl()))
     service.edit_message("alice", first.chat_id, 1, "Paris, of course.")
     assert service.messages("alice", first.chat_id)[1]["content"] == "Paris, of course."
 
 
 def test_stop_keeps_the_partial_reply_marked_stopped(service):
     control = SessionControl()
-    updates = service.send("alice", None, "Write a long story about a dragon.",
+    updates = service.send(person("alice"), None, "Write a long story about a dragon.",
                            instruct(max_new_tokens=300, ban_eos_token=True), control)
     for update in updates:
         if len(update.messages[-1]["content"]) > 20:
@@ -93,7 +100,7 @@ def test_stop_keeps_the_partial_reply_marked_stopped(service):
 
 
 def test_closing_the_stream_cancels_and_keeps_the_text(service, scheduler):
-    updates = service.send("alice", None, "Write a long story about a dragon.",
+    updates = service.send(person("alice"), None, "Write a long story about a dragon.",
                            instruct(max_new_tokens=300, ban_eos_token=True), SessionControl())
     for update in updates:
         if len(update.messages[-1]["content"]) > 10:
@@ -101,22 +108,22 @@ def test_closing_the_stream_cancels_and_keeps_the_text(service, scheduler):
     updates.close()       # what happens when the browser goes away
     chat = service.store.get_chat("alice", update.chat_id)
     assert chat.messages[-1].status == "stopped"
-    assert service.limits.active("alice") == 0
+    assert service.door.active(person("alice")) == 0
 
 
 def test_another_users_chat_is_invisible(service):
-    alice = run(service.send("alice", None, "Tell me the capital of France.", instruct(), SessionControl()))
+    alice = run(service.send(person("alice"), None, "Tell me the capital of France.", instruct(), SessionControl()))
     assert service.store.list_chats("bob") == []
     with pytest.raises(ChatNotFound):
         service.messages("bob", alice.chat_id)
     with pytest.raises(ChatNotFound):
-        run(service.send("bob", alice.chat_id, "Let me in", instruct(), SessionControl()))
+        run(service.send(person("bob"), alice.chat_id, "Let me in", instruct(), SessionControl()))
     assert len(service.store.get_chat("alice", alice.chat_id).messages) == 2
 
 
 def test_oversized_message_is_refused_and_nothing_stored(service):
     with pytest.raises(InputTooLong):
-        run(service.send("alice", None, "x" * 3000, instruct(), SessionControl()))
+        run(service.send(person("alice"), None, "x" * 3000, instruct(), SessionControl()))
     assert service.store.list_chats("alice") == []
 
 
@@ -128,7 +135,7 @@ def test_long_conversation_is_trimmed_keeping_the_system_prompt(service, llama_b
     for _ in range(12):
         service.store.append_message("alice", chat_id, "user", filler)
         service.store.append_message("alice", chat_id, "assistant", filler)
-    updates = list(service.send("alice", chat_id, "Tell me the capital of France.", settings, SessionControl()))
+    updates = list(service.send(person("alice"), chat_id, "Tell me the capital of France.", settings, SessionControl()))
     notices = [n for u in updates for n in u.notices]
     assert any("oldest" in n for n in notices)
     assert "Paris" in updates[-1].messages[-1]["content"]

@@ -53,6 +53,7 @@ def _size(content: bytes | Path) -> int:
 
 class FakeHubHandler(BaseHTTPRequestHandler):
     repos: dict = {}
+    authorizations: list = []          # the Authorization header of each request, None when absent
 
     def log_message(self, *args):      # keeps the test output quiet
         pass
@@ -64,6 +65,7 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         self._answer(send_body=False)
 
     def _answer(self, send_body: bool) -> None:
+        self.authorizations.append(self.headers.get("Authorization"))
         path = self.path.split("?")[0]
         parts = path.strip("/").split("/")
         if parts[:2] == ["api", "models"] and len(parts) >= 4:
@@ -226,3 +228,34 @@ def test_unreachable_hub(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{_free_port()}")   # nothing listens there
     with pytest.raises(DownloadError, match="Could not reach http://127.0.0.1"):
         hub_download.download(GGUF_REPO, "*.gguf", tmp_path)
+
+
+# ---- what a shared server needs ---------------------------------------------------------------
+
+def test_the_servers_token_is_sent_only_when_asked(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_operator_secret")
+    FakeHubHandler.authorizations.clear()
+    hub_download.download(FOLDER_REPO, "", tmp_path / "plain")
+    assert FakeHubHandler.authorizations and not any(FakeHubHandler.authorizations)
+    FakeHubHandler.authorizations.clear()
+    hub_download.download(FOLDER_REPO, "", tmp_path / "admin", use_token=True)
+    assert "Bearer hf_operator_secret" in FakeHubHandler.authorizations
+
+
+def test_an_existing_model_folder_is_never_overwritten(hub, tmp_path):
+    existing = tmp_path / hub_download.target_folder_name(FOLDER_REPO)
+    existing.mkdir()
+    (existing / "config.json").write_text('{"mine": true}')
+    with pytest.raises(hub_download.DownloadError, match="not replaced"):
+        hub_download.download(FOLDER_REPO, "", tmp_path)
+    assert (existing / "config.json").read_text() == '{"mine": true}'
+    assert sorted(p.name for p in existing.iterdir()) == ["config.json"]
+
+
+def test_a_download_larger_than_the_free_disk_is_refused_before_fetching(hub, tmp_path):
+    free = shutil.disk_usage(tmp_path).free
+    FakeHubHandler.authorizations.clear()
+    with pytest.raises(hub_download.DownloadError, match="Not enough disk space"):
+        hub_download.download(FOLDER_REPO, "", tmp_path, margin_bytes=free)
+    assert not (tmp_path / hub_download.target_folder_name(FOLDER_REPO)).exists()
+    assert len(FakeHubHandler.authorizations) == 1          # only the look-up; no file was fetched

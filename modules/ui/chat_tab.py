@@ -10,7 +10,6 @@ import secrets
 import gradio as gr
 
 from modules import characters
-from modules.accounts import owner_for
 from modules.chat_modes import MODES, Character
 from modules.chat_service import ChatSettings
 from modules.chat_session import SessionControl
@@ -27,7 +26,7 @@ BUSY = "A reply is still being written in this browser: wait for it or press Sto
 def build(ctx: UIContext) -> None:
     service = ctx.chat
     browser_key = ctx.browser_key
-    owner = gr.State("")                       # set when the page loads
+    owner = gr.State(None)                     # this person's roles.Identity, derived on the server at page load
     chat_id = gr.State(None)                   # the open chat; None = a new one, not stored yet
     control = gr.State(SessionControl)         # this browser's request in flight
 
@@ -67,7 +66,7 @@ def build(ctx: UIContext) -> None:
     def chat_choices(who, query="", selected=None):
         if not who:
             return gr.Radio(choices=[])
-        return gr.Radio(choices=[(c.title, c.id) for c in service.store.list_chats(who, query)],
+        return gr.Radio(choices=[(c.title, c.id) for c in service.store.list_chats(who.owner, query)],
                         value=selected)
 
     def settings_from(params_values, template, character_state, chat_mode) -> ChatSettings:
@@ -109,11 +108,11 @@ def build(ctx: UIContext) -> None:
     def on_load(key, request: gr.Request):
         if not key or len(key) < 16:
             key = secrets.token_urlsafe(24)
-        who = owner_for(request, key)
-        chats = service.store.list_chats(who)
+        who = ctx.identify(request, key)
+        chats = service.store.list_chats(who.owner)
         current = chats[0].id if chats else None
         return (key, who, current, gr.Radio(choices=[(c.title, c.id) for c in chats], value=current),
-                service.messages(who, current), gr.Textbox(interactive=True), gr.Button(interactive=True))
+                service.messages(who.owner, current), gr.Textbox(interactive=True), gr.Button(interactive=True))
     ctx.on_load.append((on_load, [browser_key],
                         [browser_key, owner, chat_id, chat_list, chatbot, textbox, send]))
 
@@ -160,19 +159,19 @@ def build(ctx: UIContext) -> None:
     def do_remove_last(who, current_id):
         if not (who and current_id):
             return NO_CHANGE, NO_CHANGE
-        text = service.remove_last(who, current_id)
-        return service.messages(who, current_id), text
+        text = service.remove_last(who.owner, current_id)
+        return service.messages(who.owner, current_id), text
     remove_last.click(do_remove_last, [owner, chat_id], [chatbot, textbox], queue=False)
 
     def do_edit(who, current_id, edit: gr.EditData):
         if not (who and current_id):
             return NO_CHANGE
         try:
-            service.edit_message(who, current_id, edit.index if isinstance(edit.index, int) else edit.index[0],
+            service.edit_message(who.owner, current_id, edit.index if isinstance(edit.index, int) else edit.index[0],
                                  edit.value)
         except (IndexError, LimitExceeded, ChatNotFound) as exc:
             notify.warn(str(exc))
-        return service.messages(who, current_id)
+        return service.messages(who.owner, current_id)
     chatbot.edit(do_edit, [owner, chat_id], [chatbot])
 
     def start_new_chat(session, character_state, chat_mode):
@@ -186,7 +185,7 @@ def build(ctx: UIContext) -> None:
             return NO_CHANGE, NO_CHANGE, NO_CHANGE
         session.stop()
         try:
-            return selected, service.messages(who, selected), ""
+            return selected, service.messages(who.owner, selected), ""
         except ChatNotFound as exc:
             return None, [], f"Error: {exc}"
     chat_list.input(open_chat, [owner, chat_list, control], [chat_id, chatbot, status], queue=False)
@@ -194,14 +193,14 @@ def build(ctx: UIContext) -> None:
 
     def do_rename(who, current_id, title):
         if who and current_id and title.strip():
-            service.store.rename_chat(who, current_id, title)
+            service.store.rename_chat(who.owner, current_id, title)
         return chat_choices(who, selected=current_id), ""
     rename.click(do_rename, [owner, chat_id, new_title], [chat_list, new_title], queue=False)
 
     def do_delete(who, current_id, session):
         if who and current_id:
             session.stop()
-            service.store.delete_chat(who, current_id)
+            service.store.delete_chat(who.owner, current_id)
         return None, [], chat_choices(who)
     delete.click(do_delete, [owner, chat_id, control], [chat_id, chatbot, chat_list], queue=False)
 

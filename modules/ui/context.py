@@ -35,8 +35,3 @@ class UIContext:
         policy = self.policy or AccessPolicy(accounts_on=False)
         return policy.identify(request, browser_key, need_owner=need_owner)
 
-
-def scheduling_owner(request) -> str:
-    """Who a raw-completion request belongs to, for fair turns in the scheduler: the
-    logged-in user, else this browser session."""
-    return getattr(request, "username", None) or getattr(request, "session_hash", "") or ""

@@ -7,10 +7,10 @@ from pathlib import Path
 import gradio as gr
 
 from modules import prompts_store
-from modules.completion import SessionControl, stream_completion
+from modules.front_door import SessionControl
 from modules.params import GenerationParams, ParamError
 from modules.ui import notify
-from modules.ui.context import UIContext, scheduling_owner
+from modules.ui.context import UIContext
 
 # UI plumbing, not an API: kept out of the API page.
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
@@ -43,16 +43,16 @@ def build(ctx: UIContext) -> None:
                                     buttons=["copy"])
             status = gr.Markdown(elem_id="default-status")
 
-    def run(prompt, earlier_output, params_values, session_control, request: gr.Request):
+    def run(prompt, earlier_output, params_values, session_control, key, request: gr.Request):
         """Streams into Output: a fresh reply, or (Continue) more after the earlier output."""
         try:
             params = GenerationParams.from_dict(params_values or {}, strict=False)
-        except ParamError as exc:
-            yield gr.skip(), f"⚠️ Settings not valid: {exc}"
+            who = ctx.identify(request, key)
+        except (ParamError, ValueError) as exc:
+            yield gr.skip(), f"⚠️ {exc}"
             return
-        owner = scheduling_owner(request)
-        for update in stream_completion(ctx.scheduler, (prompt or "") + earlier_output, params,
-                                        owner, session_control):
+        for update in ctx.front_door.stream_completion(who, (prompt or "") + earlier_output, params,
+                                                       session_control):
             for notice in update.notices:
                 notify.info(notice)
             finished = update.finished
@@ -62,15 +62,15 @@ def build(ctx: UIContext) -> None:
                 return
             yield earlier_output + update.text, update.status
 
-    def generate_fresh(prompt, params_values, session_control, request: gr.Request):
-        yield from run(prompt, "", params_values, session_control, request)
+    def generate_fresh(prompt, params_values, session_control, key, request: gr.Request):
+        yield from run(prompt, "", params_values, session_control, key, request)
 
-    def generate_more(prompt, output, params_values, session_control, request: gr.Request):
-        yield from run(prompt, output or "", params_values, session_control, request)
+    def generate_more(prompt, output, params_values, session_control, key, request: gr.Request):
+        yield from run(prompt, output or "", params_values, session_control, key, request)
 
-    generate.click(generate_fresh, [input_box, ctx.params_state, control], [output_box, status],
-                   concurrency_limit=None)
-    continue_button.click(generate_more, [input_box, output_box, ctx.params_state, control],
+    generate.click(generate_fresh, [input_box, ctx.params_state, control, ctx.browser_key],
+                   [output_box, status], concurrency_limit=None)
+    continue_button.click(generate_more, [input_box, output_box, ctx.params_state, control, ctx.browser_key],
                           [output_box, status], concurrency_limit=None)
     stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
 

@@ -5,6 +5,11 @@ Loading is done by ModelManager, remembering settings by ModelSettingsStore and
 downloading by hub_download; this module builds components and wires events. The
 loaded model is shared by everyone using the server, so its status is read fresh on
 each page load rather than kept in the page.
+
+Only admins change the model (modules/roles.py): every handler that loads, unloads,
+reloads or downloads checks the caller's role itself, because a client can call the
+queue endpoints without the page; for everyone else the tab is read-only. Trusting a
+model folder's own code is decided on the command line only (--trust-remote-code).
 """
 from __future__ import annotations
 
@@ -18,16 +23,21 @@ from loaders import LOADERS
 from loaders.settings import LoadSettings, available_cores
 from modules import hub_download, model_files
 from modules.model_settings_store import ModelSettingsError, ModelSettingsStore
+from modules.roles import NotAdmin, require_admin
 from modules.ui import notify
 
 # Which settings each loader reads (the rest are hidden while it is chosen).
 LLAMA_FIELDS = ["ctx_size", "gpu_layers", "threads", "threads_batch", "batch_size", "parallel",
                 "no_mmap", "mlock"]
-HF_FIELDS = ["cpu", "cpu_memory", "gpu_split", "trust_remote_code"]          # Transformers and GPTQ
+HF_FIELDS = ["cpu", "cpu_memory", "gpu_split"]          # Transformers and GPTQ
 TRANSFORMERS_FIELDS = ["bf16", "load_in_8bit", "load_in_4bit", "attn_implementation"]
 FIELDS = LLAMA_FIELDS + HF_FIELDS + TRANSFORMERS_FIELDS
-assert set(FIELDS) == {f.name for f in dataclasses.fields(LoadSettings)} - {"loader"}, \
+COMMAND_LINE_ONLY = {"trust_remote_code"}      # runs a folder's code: the operator's decision
+assert set(FIELDS) == {f.name for f in dataclasses.fields(LoadSettings)} - {"loader"} - COMMAND_LINE_ONLY, \
     "every LoadSettings field needs a place in the Model tab"
+# Ranges the form accepts; the loaders check what the model itself allows.
+RANGES = {"ctx_size": (0, 1_048_576), "parallel": (1, 256), "gpu_layers": (-1, 100_000),
+          "threads": (0, 1024), "threads_batch": (0, 1024), "batch_size": (1, 65_536)}
 
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 _MODEL_ACTION = dict(concurrency_limit=1, concurrency_id="model-load", api_visibility="undocumented")
@@ -56,8 +66,9 @@ def build(ctx) -> None:
         reload = gr.Button("Reload", elem_id="model-reload")
     status = gr.Markdown(elem_id="model-status")
     info = gr.Markdown(elem_id="model-info")
+    role_note = gr.Markdown(elem_id="model-role-note")
 
-    with gr.Accordion("Download from Hugging Face", open=False):
+    with gr.Accordion("Download from Hugging Face", open=False) as download_box:
         with gr.Row():
             repo = gr.Textbox(label="Repository", placeholder="bartowski/SmolLM2-135M-Instruct-GGUF",
                               scale=3, elem_id="download-repo")
@@ -102,12 +113,33 @@ def build(ctx) -> None:
 
     gr.on(None, on_page_load, None, [model, table, status, info, *form_view], **_QUIET)
 
+    # What a non-admin sees: the same facts, nothing that changes them.
+    controls = [loader, *fields]
+    admin_only = [load, unload, reload, download_box]
+
+    def show_role(request: gr.Request):
+        who = ctx.identify(request, need_owner=False)
+        admins = _admins_text(ctx)
+        note = ("You are an admin: loading, unloading and downloading here change the model for everyone."
+                if who.is_admin else
+                f"The model is shared by everyone on this server; only admins can change it ({admins}). "
+                f"You can see what is loaded and how.")
+        return [note, *[gr.update(interactive=who.is_admin) for _ in controls],
+                *[gr.update(visible=who.is_admin) for _ in admin_only]]
+
+    gr.on(None, show_role, None, [role_note, *controls, *admin_only], **_QUIET)
+
     # ---- load, unload, reload ------------------------------------------------------------
-    def do_load(name, loader_name, *values, progress=gr.Progress()):
+    def do_load(name, loader_name, *values, request: gr.Request, progress=gr.Progress()):
+        try:
+            require_admin(ctx.identify(request, need_owner=False), "load or switch the model")
+        except NotAdmin as exc:
+            notify.warn(str(exc))
+            return f"⚠️ {exc}", _info_text(ctx)
         if not name:
             return "Choose a model first.", _info_text(ctx)
         try:
-            settings = _settings_from_form(loader_name, values)
+            settings = _settings_from_form(loader_name, values, ctx.default_load_settings)
         except ValueError as exc:
             return f"⚠️ {exc}", _info_text(ctx)
         result = ctx.models.load(name, settings, progress=lambda f, m: progress(f, desc=m))
@@ -116,11 +148,16 @@ def build(ctx) -> None:
             return f"⚠️ {result.message}", _info_text(ctx)
         return f"{result.message}{_remember(store, name, settings)}", _info_text(ctx)
 
-    def do_reload(name, loader_name, *values, progress=gr.Progress()):
+    def do_reload(name, loader_name, *values, request: gr.Request, progress=gr.Progress()):
         # The form's settings apply when it shows the loaded model; otherwise the
         # model is loaded again exactly as before.
+        try:
+            require_admin(ctx.identify(request, need_owner=False), "reload the model")
+        except NotAdmin as exc:
+            notify.warn(str(exc))
+            return f"⚠️ {exc}", _info_text(ctx)
         if ctx.models.current_path is not None and name == _loaded_name(ctx):
-            return do_load(name, loader_name, *values, progress=progress)
+            return do_load(name, loader_name, *values, request=request, progress=progress)
         result = ctx.models.reload(progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
             notify.warn(result.message)
@@ -129,15 +166,27 @@ def build(ctx) -> None:
     form = [model, loader, *fields]
     load.click(do_load, form, [status, info], **_MODEL_ACTION)
     reload.click(do_reload, form, [status, info], **_MODEL_ACTION)
-    unload.click(lambda: (ctx.models.unload().message, _info_text(ctx)), None, [status, info],
-                 **_MODEL_ACTION)
+    def do_unload(request: gr.Request):
+        try:
+            require_admin(ctx.identify(request, need_owner=False), "unload the model")
+        except NotAdmin as exc:
+            notify.warn(str(exc))
+            return f"⚠️ {exc}", _info_text(ctx)
+        return ctx.models.unload().message, _info_text(ctx)
+
+    unload.click(do_unload, None, [status, info], **_MODEL_ACTION)
 
     # ---- download --------------------------------------------------------------------------
-    def do_download(repo_id, file_pattern, progress=gr.Progress()):
+    def do_download(repo_id, file_pattern, request: gr.Request, progress=gr.Progress()):
+        limits = ctx.limits
+        margin = int((limits.download_margin_gb if limits else 5) * 2**30)
         try:
+            who = ctx.identify(request, need_owner=False)
+            require_admin(who, "download models")
             result = hub_download.download(repo_id, file_pattern, ctx.models.model_dir,
-                                           progress=lambda f, m: progress(f, desc=m))
-        except hub_download.DownloadError as exc:
+                                           progress=lambda f, m: progress(f, desc=m),
+                                           use_token=who.is_admin, margin_bytes=margin)
+        except (hub_download.DownloadError, NotAdmin) as exc:
             notify.warn(str(exc))
             return f"⚠️ {exc}", gr.skip(), gr.skip()
         # choosing the new model right away makes Load the next and only step
@@ -178,9 +227,8 @@ def _settings_form(ctx):
     with gr.Column(visible=False) as hf_box:
         with gr.Row():
             made["cpu"] = gr.Checkbox(defaults.cpu, label="cpu", info="Run on the CPU even with a GPU present.")
-            made["trust_remote_code"] = gr.Checkbox(defaults.trust_remote_code, label="trust-remote-code",
-                                                    info="Runs Python code from the model folder: only "
-                                                         "for folders you trust.")
+            gr.Markdown("Model folders' own code runs only when the server was started with "
+                        f"`--trust-remote-code` (now: {'on' if defaults.trust_remote_code else 'off'}).")
         with gr.Row():
             made["cpu_memory"] = gr.Textbox(defaults.cpu_memory, label="cpu-memory", placeholder="e.g. 16GiB",
                                             info="Most CPU memory for weights; empty: no limit.")
@@ -209,8 +257,9 @@ def _boxes(loader_name):
             gr.Column(visible=loader_name == "Transformers"))
 
 
-def _settings_from_form(loader_name, values) -> LoadSettings:
-    """LoadSettings from the form; an emptied number box means its default."""
+def _settings_from_form(loader_name, values, server_settings: LoadSettings | None = None) -> LoadSettings:
+    """LoadSettings from the form; an emptied number box means its default. Settings the
+    form does not offer (trust_remote_code) come from the server's command line."""
     if loader_name not in LOADERS:
         raise ValueError("Choose a loader.")
     defaults = LoadSettings()
@@ -220,14 +269,26 @@ def _settings_from_form(loader_name, values) -> LoadSettings:
         if isinstance(default, bool):
             chosen[name] = bool(value)
         elif isinstance(default, int):
-            chosen[name] = default if value is None or value == "" else int(value)
+            chosen[name] = default if value is None or value == "" else _whole_number(name, value)
         else:
-            chosen[name] = (value or "").strip()
-    if chosen["parallel"] < 1 or chosen["batch_size"] < 1:
-        raise ValueError("parallel and batch-size must be at least 1.")
-    if chosen["ctx_size"] < 0 or chosen["threads"] < 0 or chosen["threads_batch"] < 0:
-        raise ValueError("ctx-size, threads and threads-batch cannot be negative.")
+            chosen[name] = (value or "").strip()[:100]
+    for name, (low, high) in RANGES.items():
+        if not low <= chosen[name] <= high:
+            raise ValueError(f"{name.replace('_', '-')} must be between {low:,} and {high:,} "
+                             f"(got {chosen[name]:,}).")
+    for name in COMMAND_LINE_ONLY:
+        chosen[name] = getattr(server_settings or defaults, name)
     return LoadSettings(loader=loader_name, **chosen)
+
+
+def _whole_number(name: str, value) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name.replace('_', '-')} must be a whole number.") from None
+    if number != int(number):
+        raise ValueError(f"{name.replace('_', '-')} must be a whole number (got {value}).")
+    return int(number)
 
 
 def _settings_for(ctx, store: ModelSettingsStore, name: str | None) -> tuple[LoadSettings, str]:
@@ -315,6 +376,15 @@ def _info_text(ctx) -> str:
     rss = psutil.Process().memory_info().rss / 2**20
     lines.append(f"- server process memory: {rss:.0f} MiB")
     return "\n".join(lines)
+
+
+def _admins_text(ctx) -> str:
+    policy = ctx.policy
+    if policy is None or not policy.accounts_on:
+        if policy is not None and policy.everyone_admin:
+            return "everyone"
+        return "people at the server machine itself"
+    return ", ".join(sorted(policy.admin_users)) or "nobody is named admin"
 
 
 def _data_dir(ctx) -> Path:

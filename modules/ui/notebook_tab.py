@@ -7,12 +7,11 @@ import json
 
 import gradio as gr
 
-from modules.completion import (
-    CompletionError, SessionControl, next_token_probabilities, stream_completion, token_view,
-)
+from modules.front_door import GenerationError, SessionControl
 from modules.params import GenerationParams, ParamError
+from modules.request_limits import LimitExceeded
 from modules.ui import notify
-from modules.ui.context import UIContext, scheduling_owner
+from modules.ui.context import UIContext
 
 PROBABILITY_COUNT = 10
 # UI plumbing, not an API: kept out of the API page. "always_last" (below) never drops
@@ -44,15 +43,15 @@ def build(ctx: UIContext) -> None:
                     chart = gr.HTML(elem_id="notebook-probability-chart")
                     refresh = gr.Button("Refresh", size="sm")
 
-    def run_generation(current, params_values, session_control, request: gr.Request):
+    def run_generation(current, params_values, session_control, key, request: gr.Request):
         try:
             params = _params(params_values)
-        except ParamError as exc:
-            yield gr.skip(), gr.skip(), f"⚠️ Settings not valid: {exc}"
+            who = ctx.identify(request, key)
+        except (ParamError, ValueError) as exc:
+            yield gr.skip(), gr.skip(), f"⚠️ {exc}"
             return
         before = current or ""
-        owner = scheduling_owner(request)
-        for update in stream_completion(ctx.scheduler, before, params, owner, session_control):
+        for update in ctx.front_door.stream_completion(who, before, params, session_control):
             for notice in update.notices:
                 notify.info(notice)
             finished = update.finished
@@ -62,21 +61,21 @@ def build(ctx: UIContext) -> None:
                 return
             yield before + update.text, before, update.status
 
-    def show_tokens(current, params_values):
+    def show_tokens(current, params_values, key, request: gr.Request):
         try:
-            tokens = token_view(ctx.scheduler, current, _params(params_values))
-        except (ParamError, CompletionError) as exc:
+            who = ctx.identify(request, key)
+            tokens = ctx.front_door.token_view(who, current, _params(params_values))
+        except (ParamError, LimitExceeded, ValueError) as exc:
             return f"⚠️ {exc}", []
         rows = [[i, token, _readable(piece)] for i, (token, piece) in enumerate(tokens)]
         return f"**{len(rows)}** tokens", rows
 
-    def show_probabilities(current, params_values, request: gr.Request):
+    def show_probabilities(current, params_values, key, request: gr.Request):
         try:
             params = _params(params_values)
-            owner = scheduling_owner(request)
-            candidates = next_token_probabilities(ctx.scheduler, current, params,
-                                                  PROBABILITY_COUNT, owner=owner)
-        except (ParamError, CompletionError) as exc:
+            who = ctx.identify(request, key)
+            candidates = ctx.front_door.next_token_probabilities(who, current, params, PROBABILITY_COUNT)
+        except (ParamError, LimitExceeded, GenerationError, ValueError) as exc:
             return f"<p>⚠️ {html.escape(str(exc))}</p>"
         return probability_chart(candidates, params)
 
@@ -88,12 +87,13 @@ def build(ctx: UIContext) -> None:
 
     # The scheduler queues the model's work, so these run for every browser at once.
     # Tokens first: they are instant, the probabilities need a pass over the whole text.
-    tokens_update = dict(fn=show_tokens, inputs=[text, ctx.params_state],
+    tokens_update = dict(fn=show_tokens, inputs=[text, ctx.params_state, ctx.browser_key],
                          outputs=[token_summary, token_table], concurrency_limit=None, **_QUIET)
-    probabilities_update = dict(fn=show_probabilities, inputs=[text, ctx.params_state], outputs=chart,
+    probabilities_update = dict(fn=show_probabilities, inputs=[text, ctx.params_state, ctx.browser_key],
+                                outputs=chart,
                                 concurrency_limit=None, **_QUIET)
 
-    generation = generate.click(run_generation, [text, ctx.params_state, control],
+    generation = generate.click(run_generation, [text, ctx.params_state, control, ctx.browser_key],
                                 [text, before_last, status], concurrency_limit=None)
     generation.then(**tokens_update).then(**probabilities_update)
     stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)

@@ -25,6 +25,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
 PORTS = range(7900, 8000)
 START_TIMEOUT = 120
 ACCOUNTS = {"alice": "wonderland1", "bob": "builder22"}
+ADMIN = "alice"                 # --admin-users on the server with accounts
 # Greedy and short: the tests' prompts are ones the small model answers robustly this way.
 TEST_SETTINGS = "preset: Deterministic\nmax_new_tokens: 48\n"
 
@@ -113,9 +114,10 @@ def server_url(server) -> str:
 
 @pytest.fixture(scope="session")
 def auth_server(tmp_path_factory):
-    """A second server with log-in accounts (alice, bob)."""
+    """A second server with log-in accounts: alice, an admin, and bob, who is not."""
     auth = ",".join(f"{user}:{password}" for user, password in ACCOUNTS.items())
-    yield from _serve(tmp_path_factory.mktemp("auth-server"), extra_args=["--gradio-auth", auth])
+    yield from _serve(tmp_path_factory.mktemp("auth-server"),
+                      extra_args=["--gradio-auth", auth, "--admin-users", ADMIN])
 
 
 @pytest.fixture(scope="session")

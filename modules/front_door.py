@@ -1,0 +1,196 @@
+"""The one way into the engine.
+
+Every generation (Chat, Default, Notebook, the Tokens and Probabilities views, and the
+API and extensions) enters here, never through the scheduler or the backend directly:
+
+    with door.admit(who, params, text=typed) as admission:     # raises a LimitExceeded
+        for update in admission.stream_chat(messages, template, control): ...
+
+`admit` knows who is asking (an Identity derived on the server, modules/roles.py), takes
+one of that person's slots under one set of limits (requests in flight, input length,
+the max_new_tokens ceiling, the sizes of stop strings, grammar, logit bias and DRY
+breakers; modules/limits.py), and checks that a model is loaded. Work on the backend from
+the caller's thread (tokenising, reading token pieces) holds the scheduler's backend
+lease, which unloading waits for, so an unload can never free a vocabulary in use.
+The slot is freed when the `with` block ends, including when the browser goes away and
+Gradio closes the generator.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+from modules.chat_prompt import PromptTooLong, build_chat_prompt
+from modules.chat_session import ReplyUpdate, SessionControl, failure_update, follow_request
+from modules.limits import Limits
+from modules.params import GenerationParams
+from modules.request_limits import LimitExceeded, RequestLimits
+from modules.roles import Identity
+from modules.scheduler import Scheduler
+from modules.template_render import TemplateError
+
+__all__ = ["FrontDoor", "Admission", "Candidate", "NoModelLoaded", "ParamsTooLarge", "GenerationError",
+           "ReplyUpdate", "SessionControl", "check_params"]
+
+NO_MODEL = "No model is loaded. An admin can load one in the Model tab."
+
+
+class NoModelLoaded(LimitExceeded):
+    """Nothing to generate with; the message says who can change that."""
+
+
+class ParamsTooLarge(LimitExceeded):
+    """A setting bigger than this server allows one request."""
+
+
+class GenerationError(RuntimeError):
+    """A request that ended in an error the person must be told (prompt too long...)."""
+
+
+@dataclass
+class Candidate:
+    token: int
+    text: str             # how the token reads, for the chart label
+    probability: float
+
+
+def check_params(params: GenerationParams, limits: Limits) -> tuple[GenerationParams, list[str]]:
+    """The settings a request may run with, and notices for the user. Sizes that would
+    make one request costly for everyone are refused; max_new_tokens above the ceiling
+    is lowered to it, with a notice (presets from elsewhere often ask for more)."""
+    stops = params.custom_stopping_strings
+    if len(stops) > limits.max_stop_strings:
+        raise ParamsTooLarge(f"{len(stops)} stop strings: this server allows {limits.max_stop_strings}.")
+    longest = max((len(s) for s in stops), default=0)
+    if longest > limits.max_stop_string_chars:
+        raise ParamsTooLarge(f"A stop string of {longest:,} characters: this server allows "
+                             f"{limits.max_stop_string_chars}.")
+    if len(params.grammar_string) > limits.max_grammar_chars:
+        raise ParamsTooLarge(f"The grammar is {len(params.grammar_string):,} characters: this server allows "
+                             f"{limits.max_grammar_chars:,}.")
+    biases = len(params.logit_bias) + len(params.banned_token_ids())
+    if biases > limits.max_logit_bias:
+        raise ParamsTooLarge(f"{biases:,} logit_bias and banned-token entries: this server allows "
+                             f"{limits.max_logit_bias:,}.")
+    breakers = params.dry_breakers()
+    if len(breakers) > limits.max_dry_breakers:
+        raise ParamsTooLarge(f"{len(breakers)} DRY sequence breakers: this server allows "
+                             f"{limits.max_dry_breakers}.")
+    notices = []
+    if params.max_new_tokens > limits.max_new_tokens_limit:
+        notices.append(f"max_new_tokens {params.max_new_tokens:,} was lowered to this server's limit, "
+                       f"{limits.max_new_tokens_limit:,}.")
+        params = params.replace(max_new_tokens=limits.max_new_tokens_limit)
+    return params, notices
+
+
+class FrontDoor:
+    def __init__(self, scheduler: Scheduler, limits: Limits | None = None):
+        self.scheduler = scheduler
+        self.limits = limits or Limits()
+        self._slots = RequestLimits(self.limits.max_requests_per_user, self.limits.max_input_chars)
+
+    @contextmanager
+    def admit(self, who: Identity, params: GenerationParams, *, text: str = "") -> Iterator["Admission"]:
+        """Checks the request and holds one of the person's slots for the block.
+        `text` is what the person typed or pasted (checked against max_input_chars)."""
+        self._slots.check_input(text or "")
+        checked, notices = check_params(params, self.limits)
+        if self.scheduler.backend is None:
+            raise NoModelLoaded(NO_MODEL)
+        with self._slots.slot(who.limits_key):
+            yield Admission(self, who, checked, notices)
+
+    def limits_check_input(self, text: str) -> None:
+        """Raises InputTooLong when `text` is longer than one message may be."""
+        self._slots.check_input(text or "")
+
+    def active(self, who: Identity) -> int:
+        """Requests the person has queued or running (all tabs together)."""
+        return self._slots.active(who.limits_key)
+
+    # ---- one-call forms for callers that need nothing between admitting and streaming ----
+    def stream_completion(self, who: Identity, text: str, params: GenerationParams,
+                          control: SessionControl | None = None, *, typed: str | None = None):
+        """Raw completion (Notebook, Default). Refusals come as a failed update."""
+        try:
+            with self.admit(who, params, text=text if typed is None else typed) as admission:
+                yield from admission.stream_completion(text, control)
+        except LimitExceeded as exc:
+            yield failure_update(str(exc))
+
+    def token_view(self, who: Identity, text: str, params: GenerationParams) -> list[tuple[int, str]]:
+        with self.admit(who, params, text=text) as admission:
+            return admission.token_view(text)
+
+    def next_token_probabilities(self, who: Identity, text: str, params: GenerationParams,
+                                 count: int = 10) -> list[Candidate]:
+        with self.admit(who, params, text=text) as admission:
+            return admission.next_token_probabilities(text, count)
+
+
+class Admission:
+    """One admitted request's rights: valid only inside FrontDoor.admit's block."""
+
+    def __init__(self, door: FrontDoor, who: Identity, params: GenerationParams, notices: list[str]):
+        self._door = door
+        self._scheduler = door.scheduler
+        self.who = who
+        self.params = params
+        self.notices = notices
+
+    def _submit(self, prompt, *, candidates: int = 0):
+        return self._scheduler.submit(prompt, self.params, owner=self.who.limits_key, candidates=candidates)
+
+    def stream_chat(self, messages: list[dict], template: str | None, control: SessionControl | None = None,
+                    *, continue_last: bool = False) -> Iterator[ReplyUpdate]:
+        """messages end with the user's message (or, with continue_last, a partial reply);
+        the oldest turns are left out when the conversation does not fit the context."""
+        params = self.params
+        with self._scheduler.leased_backend() as backend:
+            if backend is None:
+                yield failure_update(NO_MODEL)
+                return
+            info = backend.info
+            reserve = min(params.max_new_tokens, info.n_ctx // 2)
+            try:
+                prompt = build_chat_prompt(
+                    messages, template,
+                    lambda text: len(backend.tokenize(text, add_bos=params.add_bos_token)),
+                    info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
+                    continue_last=continue_last)
+            except (PromptTooLong, TemplateError) as exc:
+                yield failure_update(str(exc))
+                return
+        notices = self.notices + ([prompt.notice] if prompt.notice else [])
+        yield from follow_request(self._submit(prompt.text), control, notices)
+
+    def stream_completion(self, text: str, control: SessionControl | None = None) -> Iterator[ReplyUpdate]:
+        """Continues `text`; each update's text is the continuation so far."""
+        yield from follow_request(self._submit(text or ""), control, self.notices)
+
+    def token_view(self, text: str) -> list[tuple[int, str]]:
+        """(id, text) of each token the model reads for `text`, exactly as a generation
+        would tokenize it (beginning-of-text token and special markers included)."""
+        with self._scheduler.leased_backend() as backend:
+            if backend is None:
+                raise NoModelLoaded(NO_MODEL)
+            tokens = backend.tokenize(text or "", add_bos=self.params.add_bos_token)
+            return [(token, backend.token_text(token)) for token in tokens]
+
+    def next_token_probabilities(self, text: str, count: int = 10) -> list[Candidate]:
+        """The likeliest next tokens after `text` under these sampler settings. Goes through
+        the scheduler like any request, so it never races a generation for the model."""
+        request = self._submit(text or "", candidates=count)
+        try:
+            finished = request.result()
+        finally:
+            request.cancel()
+        if finished.reason == "error":
+            raise GenerationError(finished.error)
+        with self._scheduler.leased_backend() as backend:
+            if backend is None:
+                raise NoModelLoaded(NO_MODEL)
+            return [Candidate(token, backend.token_text(token), probability)
+                    for token, probability in (request.candidates or [])]
