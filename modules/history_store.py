@@ -12,17 +12,34 @@ Usage (from the UI):
     reply_id = store.append_message(owner, chat_id, "assistant", "", status="streaming")
     store.update_message(owner, chat_id, reply_id, content=partial)          # while streaming
     store.update_message(owner, chat_id, reply_id, content=full, status="done")
+
+Limits: each owner may keep Limits.max_chats_per_user chats holding at most
+Limits.max_stored_chars_per_user characters of message text. Going over raises a
+StorageLimitReached (a LimitExceeded, so the UI shows its message as is) and stores nothing;
+a reply being written can instead be cut where the limit falls (update_message(cut_to_fit=True)).
+
+Concurrency: writes go through one connection, one at a time (SQLite allows one writer
+anyway). Reads (list, search, get) each take a connection of their own from a small pool
+and, in WAL mode, read a snapshot without waiting for writers or making them wait, so one
+person's long search never holds up another person's reply being saved.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import sqlite3
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
+
+from modules import history_schema
+from modules.limits import Limits
+from modules.request_limits import LimitExceeded
 
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "data"
 DB_FILENAME = "history.sqlite3"
@@ -41,31 +58,8 @@ ROLES = ("system", "user", "assistant")
 STATUSES = ("done", "streaming", "stopped", "interrupted", "error")
 MODES = ("chat", "chat-instruct", "instruct")
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS chats (
-    id          TEXT PRIMARY KEY,
-    owner       TEXT NOT NULL,
-    title       TEXT NOT NULL,
-    mode        TEXT NOT NULL,
-    character   TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS chats_by_owner ON chats(owner, updated_at);
-CREATE TABLE IF NOT EXISTS messages (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    chat_id     TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
-    role        TEXT NOT NULL,
-    content     TEXT NOT NULL,
-    status      TEXT NOT NULL,
-    meta        TEXT NOT NULL,
-    created_at  REAL NOT NULL,
-    updated_at  REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
-CREATE INDEX IF NOT EXISTS messages_streaming ON messages(status) WHERE status = 'streaming';
-PRAGMA user_version = 1;
-"""
+MAX_SEARCH_WORDS = 8               # more words in a search box are ignored
+MAX_IDLE_READERS = 8               # read connections kept open between reads
 
 
 class ChatNotFound(LookupError):
@@ -78,6 +72,24 @@ class MessageNotFound(LookupError):
 
 class MessageTooLong(ValueError):
     pass
+
+
+class StorageLimitReached(LimitExceeded):
+    """The owner's stored chats are at one of their limits; nothing was stored."""
+
+
+class TooManyChats(StorageLimitReached):
+    pass
+
+
+class StorageFull(StorageLimitReached):
+    pass
+
+
+@dataclass(frozen=True)
+class StorageUsage:
+    chats: int
+    chars: int          # characters of message text
 
 
 @dataclass
@@ -107,36 +119,63 @@ class Chat(ChatSummary):
 
 
 class HistoryStore:
-    def __init__(self, folder: str | os.PathLike | None = None):
+    def __init__(self, folder: str | os.PathLike | None = None, limits: Limits | None = None):
         self.folder = Path(folder) if folder is not None else DEFAULT_FOLDER
+        self.limits = limits or Limits()
         # Chats are private: keep the folder readable by the server's user only.
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.folder / DB_FILENAME
-        # One connection guarded by a lock: SQLite serializes writes anyway, the traffic is a
-        # few small writes per generated reply, and a single connection has no per-thread
-        # connections to leak when Gradio's worker threads come and go.
-        self._lock = threading.RLock()      # re-entrant: update_message reads, then writes
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
+        self._write_lock = threading.RLock()   # re-entrant: update_message reads, then writes
+        self._writer = self._connect()
         try:
             os.chmod(self.path, 0o600)        # SQLite gives the -wal and -shm files the same mode
         except OSError:
             pass                              # not ours to change (another user made it)
-        with self._lock:
-            self._db.execute("PRAGMA busy_timeout=5000")    # another process on the same file
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript(_SCHEMA)
+        with self._write_lock:
+            self._writer.execute("PRAGMA journal_mode=WAL")    # readers and the writer don't wait
+            history_schema.prepare(self._writer)
+        # Idle read connections. A pool rather than one per thread: Gradio's worker threads
+        # come and go, and a per-thread connection would outlive its thread until collected.
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+        self._closed = False
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA busy_timeout=5000")    # another process on the same file
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        with self._write_lock, self._readers_lock:
+            self._closed = True
+            for db in self._readers:
+                db.close()
+            self._readers.clear()
+            self._writer.close()
 
     def __enter__(self) -> HistoryStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    # ---- limits ----------------------------------------------------------------------------
+    def usage(self, owner: str) -> StorageUsage:
+        """How many chats and characters the owner has stored (kept up to date by triggers)."""
+        _check_owner(owner)
+        with self._read() as db:
+            return _usage(db, owner)
+
+    def check_room(self, owner: str, chars: int) -> None:
+        """Raises StorageFull now if `chars` more characters would not fit, so a caller can
+        refuse before it starts something (a new chat) that the message would not fit in."""
+        _check_owner(owner)
+        with self._read() as db:
+            used = _usage(db, owner).chars
+        if chars > 0 and used + chars > self.limits.max_stored_chars_per_user:
+            raise _storage_full(used, chars, self.limits.max_stored_chars_per_user)
 
     # ---- chats ----------------------------------------------------------------------------
     def create_chat(self, owner: str, title: str = DEFAULT_TITLE, mode: str = "chat",
@@ -147,45 +186,55 @@ class HistoryStore:
         chat_id = secrets.token_urlsafe(16)          # unguessable: ids may appear in URLs and logs
         now = time.time()
         with self._write(durable=True) as db:
-            db.execute("INSERT INTO chats VALUES (?, ?, ?, ?, ?, ?, ?)",
+            chats = _usage(db, owner).chats
+            if chats >= self.limits.max_chats_per_user:
+                raise _too_many_chats(chats, self.limits.max_chats_per_user)
+            db.execute("INSERT INTO chats (id, owner, title, mode, character, created_at, updated_at)"
+                       " VALUES (?, ?, ?, ?, ?, ?, ?)",
                        (chat_id, owner, _clean_title(title), mode, character, now, now))
         return chat_id
 
     def list_chats(self, owner: str, query: str = "", limit: int = 500) -> list[ChatSummary]:
-        """The owner's chats, most recently active first; `query` matches titles and message
-        text (case-insensitive for ASCII letters)."""
+        """The owner's chats, most recently active first. With a `query`, only chats that
+        have every word of it (as a word or the start of one; "quoted words" as a phrase) in
+        their title or messages, ignoring case and accents."""
         _check_owner(owner)
         sql = "SELECT * FROM chats WHERE owner = ?"
         args: list = [owner]
         if query.strip():
-            pattern = "%" + _escape_like(query.strip()) + "%"
-            sql += (" AND (title LIKE ? ESCAPE '\\' OR id IN"
-                    " (SELECT chat_id FROM messages WHERE content LIKE ? ESCAPE '\\'))")
-            args += [pattern, pattern]
-        sql += " ORDER BY updated_at DESC, rowid DESC LIMIT ?"
+            words = fts_words(query)
+            if not words:
+                return []                     # only punctuation: nothing can match
+            for word in words:
+                # A word may be in the title or in any message: chats, not messages, match.
+                sql += (" AND (num IN (SELECT rowid FROM title_search WHERE title_search MATCH ?)"
+                        " OR id IN (SELECT chat_id FROM messages WHERE id IN"
+                        " (SELECT rowid FROM message_search WHERE message_search MATCH ?)))")
+                args += [word, word]
+        sql += " ORDER BY updated_at DESC, num DESC LIMIT ?"
         args.append(limit)
-        with self._lock:
-            rows = self._db.execute(sql, args).fetchall()
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
         return [ChatSummary(**_chat_fields(row)) for row in rows]
 
     def get_chat(self, owner: str, chat_id: str) -> Chat:
         _check_owner(owner)
-        with self._lock:
-            row = self._owned_chat(owner, chat_id)
-            messages = self._db.execute(
+        with self._read() as db:
+            row = _owned_chat(db, owner, chat_id)
+            messages = db.execute(
                 "SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)).fetchall()
         return Chat(**_chat_fields(row), messages=[_message(m) for m in messages])
 
     def rename_chat(self, owner: str, chat_id: str, title: str) -> None:
         _check_owner(owner)
         with self._write(durable=True) as db:
-            self._owned_chat(owner, chat_id)
+            _owned_chat(db, owner, chat_id)
             db.execute("UPDATE chats SET title = ? WHERE id = ?", (_clean_title(title), chat_id))
 
     def delete_chat(self, owner: str, chat_id: str) -> None:
         _check_owner(owner)
         with self._write(durable=True) as db:
-            self._owned_chat(owner, chat_id)
+            _owned_chat(db, owner, chat_id)
             db.execute("DELETE FROM chats WHERE id = ?", (chat_id,))   # messages go by cascade
 
     # ---- messages -------------------------------------------------------------------------
@@ -194,11 +243,14 @@ class HistoryStore:
         _check_owner(owner)
         _check_role(role)
         _check_status(status)
-        _check_content(content)
+        content = _clean_content(content)
         meta_json = _meta_json(meta)
         now = time.time()
         with self._write(durable=status != "streaming") as db:
-            self._owned_chat(owner, chat_id)
+            _owned_chat(db, owner, chat_id)
+            used = _usage(db, owner).chars
+            if content and used + len(content) > self.limits.max_stored_chars_per_user:
+                raise _storage_full(used, len(content), self.limits.max_stored_chars_per_user)
             cursor = db.execute(
                 "INSERT INTO messages (chat_id, role, content, status, meta, created_at, updated_at)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)", (chat_id, role, content, status, meta_json, now, now))
@@ -206,14 +258,17 @@ class HistoryStore:
             return cursor.lastrowid
 
     def update_message(self, owner: str, chat_id: str, message_id: int, content: str | None = None,
-                       status: str | None = None, meta: dict | None = None) -> None:
+                       status: str | None = None, meta: dict | None = None,
+                       cut_to_fit: bool = False) -> int:
         """Changes what is given. While streaming, call it with the reply so far; finish with
-        status="done" (or "stopped" / "error")."""
+        status="done" (or "stopped" / "error"). Content that grows past the owner's storage
+        limit raises StorageFull, or with cut_to_fit=True is stored only as far as it fits
+        (for a reply being written: keep it rather than lose it). Returns the length of the
+        content now stored."""
         _check_owner(owner)
         changes: dict = {}
         if content is not None:
-            _check_content(content)
-            changes["content"] = content
+            changes["content"] = content = _clean_content(content)
         if status is not None:
             _check_status(status)
             changes["status"] = status
@@ -221,20 +276,24 @@ class HistoryStore:
             changes["meta"] = _meta_json(meta)
         now = time.time()
         changes["updated_at"] = now
-        assignments = ", ".join(f"{column} = ?" for column in changes)
-        with self._lock:
-            current_status = self._owned_message(owner, chat_id, message_id)
+        with self._write_lock:
+            current_status, _ = _owned_message(self._writer, owner, chat_id, message_id)
             # The synchronous level can't change inside a transaction, hence the read first.
             still_streaming = (status or current_status) == "streaming"
             with self._write(durable=not still_streaming) as db:
+                _, stored = _owned_message(db, owner, chat_id, message_id)
+                if content is not None and len(content) > stored:
+                    changes["content"] = content = self._fit(db, owner, content, stored, cut_to_fit)
+                assignments = ", ".join(f"{column} = ?" for column in changes)
                 db.execute(f"UPDATE messages SET {assignments} WHERE id = ?",
                            (*changes.values(), message_id))
                 db.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
+        return stored if content is None else len(content)
 
     def delete_message(self, owner: str, chat_id: str, message_id: int) -> None:
         _check_owner(owner)
         with self._write(durable=True) as db:
-            self._owned_message(owner, chat_id, message_id)
+            _owned_message(db, owner, chat_id, message_id)
             db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
 
     def truncate_after(self, owner: str, chat_id: str, message_id: int) -> int:
@@ -242,7 +301,7 @@ class HistoryStore:
         For Regenerate and for editing an earlier message."""
         _check_owner(owner)
         with self._write(durable=True) as db:
-            self._owned_message(owner, chat_id, message_id)
+            _owned_message(db, owner, chat_id, message_id)
             cursor = db.execute("DELETE FROM messages WHERE chat_id = ? AND id > ?",
                                 (chat_id, message_id))
             return cursor.rowcount
@@ -258,25 +317,46 @@ class HistoryStore:
             return cursor.rowcount
 
     # ---- internals ------------------------------------------------------------------------
+    def _fit(self, db: sqlite3.Connection, owner: str, content: str, stored: int, cut_to_fit: bool) -> str:
+        """`content` replacing `stored` characters, if the owner has room for it; else cut to
+        the room there is, or StorageFull."""
+        used, limit = _usage(db, owner).chars, self.limits.max_stored_chars_per_user
+        growth = len(content) - stored
+        if used + growth <= limit:
+            return content
+        if not cut_to_fit:
+            raise _storage_full(used, growth, limit)
+        return content[:stored + max(0, limit - used)]
+
     def _write(self, durable: bool) -> _WriteTransaction:
         return _WriteTransaction(self, durable)
 
-    def _owned_chat(self, owner: str, chat_id: str) -> sqlite3.Row:
-        """The chat row, if this owner has it; the same error whether it is missing or another's."""
-        row = self._db.execute("SELECT * FROM chats WHERE id = ? AND owner = ?",
-                               (str(chat_id), owner)).fetchone()
-        if row is None:
-            raise ChatNotFound("No such chat.")
-        return row
-
-    def _owned_message(self, owner: str, chat_id: str, message_id: int) -> str:
-        """The message's status, if it is in this owner's chat."""
-        self._owned_chat(owner, chat_id)
-        row = self._db.execute("SELECT status FROM messages WHERE id = ? AND chat_id = ?",
-                               (_message_id(message_id), chat_id)).fetchone()
-        if row is None:
-            raise MessageNotFound("No such message in this chat.")
-        return row["status"]
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A connection of this thread's own for one read transaction: its queries see one
+        snapshot, and neither wait for the writer nor hold it up."""
+        with self._readers_lock:
+            if self._closed:
+                raise sqlite3.ProgrammingError("The history store is closed.")
+            db = self._readers.pop() if self._readers else None
+        if db is None:
+            db = self._connect()
+            db.execute("PRAGMA query_only=ON")
+        try:
+            db.execute("BEGIN")
+            yield db
+        finally:
+            try:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")        # read-only: nothing to keep
+            except sqlite3.Error:
+                db.close()
+                raise
+            with self._readers_lock:
+                if self._closed or len(self._readers) >= MAX_IDLE_READERS:
+                    db.close()
+                else:
+                    self._readers.append(db)
 
 
 class _WriteTransaction:
@@ -297,18 +377,18 @@ class _WriteTransaction:
         self.durable = durable
 
     def __enter__(self) -> sqlite3.Connection:
-        self.store._lock.acquire()
-        db = self.store._db
+        self.store._write_lock.acquire()
+        db = self.store._writer
         try:
             db.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
             db.execute("BEGIN IMMEDIATE")
         except BaseException:
-            self.store._lock.release()
+            self.store._write_lock.release()
             raise
         return db
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        db = self.store._db
+        db = self.store._writer
         try:
             if exc_type is None:
                 db.execute("COMMIT")
@@ -319,7 +399,7 @@ class _WriteTransaction:
                 db.execute("ROLLBACK")
             raise
         finally:
-            self.store._lock.release()
+            self.store._write_lock.release()
 
 
 # ---- checks and conversions -------------------------------------------------------------------
@@ -339,12 +419,15 @@ def _check_status(status: str) -> None:
         raise ValueError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}.")
 
 
-def _check_content(content: str) -> None:
+def _clean_content(content: str) -> str:
     if not isinstance(content, str):
         raise TypeError("Message content must be a string.")
     if len(content) > MAX_MESSAGE_CHARS:
         raise MessageTooLong(f"The message is {len(content):,} characters long; "
                              f"the limit is {MAX_MESSAGE_CHARS:,}.")
+    # SQLite's length() stops at a NUL, so the storage totals would not see the rest; the
+    # replacement character keeps the length and shows that something was there.
+    return content.replace("\x00", "\ufffd")
 
 
 def _meta_json(meta: dict | None) -> str:
@@ -367,8 +450,55 @@ def _clean_title(title: str) -> str:
     return title[:MAX_TITLE_CHARS] or DEFAULT_TITLE
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+_SEARCH_WORD = re.compile(r'"([^"]+)"|(\S+)')
+
+
+def fts_words(query: str) -> list[str]:
+    """The words of a search box as FTS5 prefix phrases: `engine "oil filter"` becomes
+    `"engine"*` and `"oil filter"*`. Everything a person types is quoted, so FTS syntax
+    (AND, NEAR, *, -, column:, quotes) is searched for as text and never raises; words
+    with no letter or digit (a lone "-") are dropped, as the index has no such words."""
+    words = [phrase or word for phrase, word in _SEARCH_WORD.findall(query)]
+    words = [word for word in words if any(char.isalnum() for char in word)]
+    return ['"' + word.replace('"', '""') + '"*' for word in words[:MAX_SEARCH_WORDS]]
+
+
+def _owned_chat(db: sqlite3.Connection, owner: str, chat_id: str) -> sqlite3.Row:
+    """The chat row, if this owner has it; the same error whether it is missing or another's."""
+    row = db.execute("SELECT * FROM chats WHERE id = ? AND owner = ?", (str(chat_id), owner)).fetchone()
+    if row is None:
+        raise ChatNotFound("No such chat.")
+    return row
+
+
+def _owned_message(db: sqlite3.Connection, owner: str, chat_id: str, message_id: int) -> tuple[str, int]:
+    """The message's status and content length, if it is in this owner's chat."""
+    _owned_chat(db, owner, chat_id)
+    row = db.execute("SELECT status, length(content) FROM messages WHERE id = ? AND chat_id = ?",
+                     (_message_id(message_id), chat_id)).fetchone()
+    if row is None:
+        raise MessageNotFound("No such message in this chat.")
+    return row[0], row[1]
+
+
+def _usage(db: sqlite3.Connection, owner: str) -> StorageUsage:
+    row = db.execute("SELECT chats, chars FROM owner_usage WHERE owner = ?", (owner,)).fetchone()
+    return StorageUsage(row[0], row[1]) if row else StorageUsage(0, 0)
+
+
+def _too_many_chats(chats: int, limit: int) -> TooManyChats:
+    where = "the limit" if chats == limit else f"over the limit of {limit:,}"
+    return TooManyChats(f"You have {chats:,} stored chats, {where}: "
+                        "delete some in the chat list to make room.")
+
+
+def _storage_full(used: int, more: int, limit: int) -> StorageFull:
+    if used >= limit:
+        where = "the limit" if used == limit else f"over the limit of {limit:,}"
+        return StorageFull(f"You have {used:,} stored characters, {where}: "
+                           "delete some chats in the chat list to make room.")
+    return StorageFull(f"You have {used:,} stored characters and this needs {more:,} more, over the "
+                       f"limit of {limit:,}: delete some chats in the chat list to make room.")
 
 
 def _chat_fields(row: sqlite3.Row) -> dict:

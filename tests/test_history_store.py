@@ -1,15 +1,19 @@
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
 from modules.history_store import (MAX_MESSAGE_CHARS, ChatNotFound, HistoryStore, MessageNotFound,
-                                   MessageTooLong)
+                                   MessageTooLong, StorageFull, StorageUsage, TooManyChats)
+from modules.limits import Limits
+from modules.request_limits import LimitExceeded
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +51,7 @@ def test_list_newest_first_and_search_titles_and_text(store):
     assert [c.id for c in store.list_chats("alice")] == [soup, bikes, cars]
     assert [c.id for c in store.list_chats("alice", "SOUP")] == [soup]
     assert [c.id for c in store.list_chats("alice", "engine oil")] == [cars]
-    assert store.list_chats("alice", "100%") == []          # LIKE wildcards are taken literally
+    assert store.list_chats("alice", "100%") == []          # % is no wildcard
     store.append_message("alice", bikes, "user", "a 100% carbon frame")
     assert [c.id for c in store.list_chats("alice", "100%")] == [bikes]
 
@@ -233,3 +237,279 @@ def test_threads_appending_at_once_lose_nothing(store):
         messages = store.get_chat(owner, chats[owner]).messages
         assert [m.content for m in messages] == [f"{owner} {i}" for i in range(40)]
         assert {m.status for m in messages} == {"done"}
+
+
+# ---- storage limits -----------------------------------------------------------------------------
+def small_store(tmp_path, chats=1_000, chars=50_000_000) -> HistoryStore:
+    return HistoryStore(tmp_path, Limits(max_chats_per_user=chats, max_stored_chars_per_user=chars))
+
+
+def test_limits_default_to_the_limits_table(store):
+    assert store.limits.max_chats_per_user == 1_000
+    assert store.limits.max_stored_chars_per_user == 50_000_000
+
+
+def test_chat_limit_refuses_one_more_chat_with_a_clear_message(tmp_path):
+    with small_store(tmp_path, chats=3) as store:
+        kept = [store.create_chat("alice", f"chat {n}") for n in range(3)]
+        with pytest.raises(TooManyChats) as refused:
+            store.create_chat("alice", "one too many")
+        assert isinstance(refused.value, LimitExceeded)         # the Chat tab shows it as a warning
+        assert str(refused.value) == ("You have 3 stored chats, the limit: "
+                                      "delete some in the chat list to make room.")
+        assert sorted(c.id for c in store.list_chats("alice")) == sorted(kept)
+        store.create_chat("bob", "Bob has his own allowance")
+        store.delete_chat("alice", kept[0])
+        store.create_chat("alice", "room again")
+        assert store.usage("alice").chats == 3
+
+
+def test_character_limit_stores_nothing_past_it(tmp_path):
+    with small_store(tmp_path, chars=100) as store:
+        chat_id = store.create_chat("alice", "t")
+        first = store.append_message("alice", chat_id, "user", "x" * 60)
+        with pytest.raises(StorageFull) as refused:
+            store.append_message("alice", chat_id, "assistant", "y" * 41)
+        assert isinstance(refused.value, LimitExceeded)
+        assert str(refused.value) == ("You have 60 stored characters and this needs 41 more, over the "
+                                      "limit of 100: delete some chats in the chat list to make room.")
+        with pytest.raises(StorageFull):                       # an edit may not grow past it either
+            store.update_message("alice", chat_id, first, content="x" * 101)
+        assert [m.content for m in store.get_chat("alice", chat_id).messages] == ["x" * 60]
+        store.append_message("alice", chat_id, "assistant", "y" * 40)          # exactly the limit
+        with pytest.raises(StorageFull, match="You have 100 stored characters, the limit: delete some"):
+            store.append_message("alice", chat_id, "user", "z")
+        store.update_message("alice", chat_id, first, content="short")          # shrinking is fine
+        store.append_message("alice", chat_id, "user", "z" * 55)
+        assert store.usage("alice") == StorageUsage(chats=1, chars=100)
+        store.append_message("bob", store.create_chat("bob", "t"), "user", "b" * 100)
+
+
+def test_a_reply_reaching_the_limit_is_cut_there_and_kept(tmp_path):
+    with small_store(tmp_path, chars=50) as store:
+        chat_id = store.create_chat("alice", "t")
+        store.append_message("alice", chat_id, "user", "q" * 20)
+        reply = store.append_message("alice", chat_id, "assistant", "", status="streaming")
+        assert store.update_message("alice", chat_id, reply, content="The answer", cut_to_fit=True) == 10
+        long_reply = "The answer is " + "very " * 20
+        assert store.update_message("alice", chat_id, reply, content=long_reply, cut_to_fit=True) == 30
+        store.update_message("alice", chat_id, reply, status="stopped")
+        message = store.get_chat("alice", chat_id).messages[-1]
+        assert (message.content, message.status) == (long_reply[:30], "stopped")
+        assert store.usage("alice").chars == 50
+
+
+def test_totals_match_a_recount_after_every_kind_of_change(store):
+    def recount(owner):
+        chats = [store.get_chat(owner, c.id) for c in store.list_chats(owner)]
+        return StorageUsage(len(chats), sum(len(m.content) for c in chats for m in c.messages))
+
+    first, second = store.create_chat("alice", "a"), store.create_chat("alice", "b")
+    ids = [store.append_message("alice", first, "user", "hello " * n) for n in range(1, 6)]
+    store.append_message("alice", second, "user", "über café ☕ \x00 after a NUL")
+    store.update_message("alice", first, ids[0], content="changed")
+    store.update_message("alice", first, ids[1], status="done")
+    store.delete_message("alice", first, ids[2])
+    assert store.usage("alice") == recount("alice")
+    store.truncate_after("alice", first, ids[0])
+    assert store.usage("alice") == recount("alice")
+    store.delete_chat("alice", second)                 # its messages go by cascade
+    assert store.usage("alice") == recount("alice") == StorageUsage(1, len("changed"))
+    assert store.usage("nobody") == StorageUsage(0, 0)
+
+
+# ---- search -----------------------------------------------------------------------------------
+def titles(store, owner, query):
+    return [c.title for c in store.list_chats(owner, query)]
+
+
+def test_search_finds_words_in_titles_and_messages_newest_first(store):
+    soup = store.create_chat("alice", "Soup recipes")
+    store.append_message("alice", soup, "user", "How much salt for a minestrone?")
+    cars = store.create_chat("alice", "Cars")
+    store.append_message("alice", cars, "assistant", "Use synthetic engine oil in a Peugeot.")
+    store.create_chat("alice", "Café visits")
+    store.append_message("alice", soup, "user", "And pepper?")          # soup is now the newest
+    assert titles(store, "alice", "minestrone") == ["Soup recipes"]
+    assert titles(store, "alice", "soup") == ["Soup recipes"]
+    assert titles(store, "alice", "ENGINE oil") == ["Cars"]
+    assert titles(store, "alice", "pepper salt soup") == ["Soup recipes"]    # title and two messages
+    assert titles(store, "alice", "cafe") == ["Café visits"]                # accents folded
+    assert titles(store, "alice", "pe") == ["Soup recipes", "Cars"]          # peugeot, pepper; by recency
+    assert titles(store, "alice", '"engine oil"') == ["Cars"]
+    assert titles(store, "alice", '"oil engine"') == []
+    assert titles(store, "alice", "engine butter") == []
+
+
+def test_search_sees_edits_renames_and_deletions(store):
+    chat_id = store.create_chat("alice", "Plans")
+    message = store.append_message("alice", chat_id, "assistant", "", status="streaming")
+    store.update_message("alice", chat_id, message, content="Visit Lisbon")
+    assert titles(store, "alice", "lisbon") == ["Plans"]                    # found while being written
+    store.update_message("alice", chat_id, message, content="Visit Porto", status="done")
+    assert titles(store, "alice", "lisbon") == []
+    assert titles(store, "alice", "porto") == ["Plans"]
+    store.rename_chat("alice", chat_id, "Holidays")
+    assert titles(store, "alice", "plans") == [] and titles(store, "alice", "holidays") == ["Holidays"]
+    store.delete_message("alice", chat_id, message)
+    assert titles(store, "alice", "porto") == []
+    store.delete_chat("alice", chat_id)
+    assert titles(store, "alice", "holidays") == []
+
+
+def test_search_shows_only_the_owners_chats(store):
+    store.append_message("alice", store.create_chat("alice", "Alice's secret plans"), "user", "hunter2")
+    bob_chat = store.create_chat("bob", "Bob's plans")
+    assert titles(store, "bob", "hunter2") == []
+    assert titles(store, "bob", "secret") == []
+    assert [c.id for c in store.list_chats("bob", "plans")] == [bob_chat]
+
+
+ODD_QUERIES = ['"', '""', '"unclosed', 'a"b', "*", "-", "-engine", "engine*", "NOT", "AND", "OR",
+               "engine AND", "NEAR(engine oil)", "NEAR", "title:engine", "content:oil", "^engine",
+               "(engine", "engine)", "{title}: x", "+", "'", "\\", "%", "_", "engine -oil", "e*n*g",
+               "\x00", "🚗", "a " * 50, "x" * 5000]
+
+
+@pytest.mark.parametrize("query", ODD_QUERIES)
+def test_search_takes_any_text_without_error(store, query):
+    chat_id = store.create_chat("alice", "Cars")
+    store.append_message("alice", chat_id, "user", "engine oil, NEAR and AND: title content")
+    found = titles(store, "alice", query)
+    assert found in ([], ["Cars"])
+
+
+def test_typed_fts_syntax_is_searched_as_words(store):
+    store.append_message("alice", store.create_chat("alice", "Cars"), "user", "engine oil")
+    store.append_message("alice", store.create_chat("alice", "Logic"), "user", "true AND false, NEAR x")
+    assert titles(store, "alice", "AND") == ["Logic"]          # a word, not an operator
+    assert titles(store, "alice", "NEAR(x") == ["Logic"]
+    assert titles(store, "alice", "engine*") == ["Cars"]
+    assert titles(store, "alice", "content:engine") == []     # not a column filter: no such word
+
+
+# ---- migrating a file written by the first version ------------------------------------------------
+VERSION_1_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chats (
+    id          TEXT PRIMARY KEY,
+    owner       TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    character   TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chats_by_owner ON chats(owner, updated_at);
+CREATE TABLE IF NOT EXISTS messages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    chat_id     TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+    role        TEXT NOT NULL,
+    content     TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    meta        TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_chat ON messages(chat_id, id);
+CREATE INDEX IF NOT EXISTS messages_streaming ON messages(status) WHERE status = 'streaming';
+PRAGMA user_version = 1;
+"""
+
+
+def make_version_1_file(folder: Path) -> None:
+    db = sqlite3.connect(folder / "history.sqlite3")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.executescript(VERSION_1_SCHEMA)
+    chats = [("c-soup", "alice", "Soup recipes", 1.0), ("c-cars", "alice", "Cars", 3.0),
+             ("c-same", "alice", "Same time", 3.0), ("c-bob", "bob", "Bob's garden", 2.0)]
+    db.executemany("INSERT INTO chats VALUES (?, ?, ?, 'chat', '', ?, ?)",
+                   [(i, o, t, at, at) for i, o, t, at in chats])
+    messages = [("c-soup", "user", "more salt?", "done"), ("c-soup", "assistant", "A pinch.", "done"),
+                ("c-cars", "user", "engine oil", "done"), ("c-cars", "assistant", "Synthe", "streaming"),
+                ("c-bob", "user", "tomatoes", "done")]
+    db.executemany("INSERT INTO messages (chat_id, role, content, status, meta, created_at, updated_at)"
+                   " VALUES (?, ?, ?, ?, '{}', 1, 1)", messages)
+    db.commit()
+    db.close()
+
+
+def test_a_version_1_file_is_migrated_on_open(tmp_path):
+    make_version_1_file(tmp_path)
+    with small_store(tmp_path, chats=3) as store:
+        # Order (ties broken by insertion), ids and texts are as they were.
+        assert [c.id for c in store.list_chats("alice")] == ["c-same", "c-cars", "c-soup"]
+        assert [m.content for m in store.get_chat("alice", "c-soup").messages] == ["more salt?", "A pinch."]
+        # The existing rows are in the index and in the totals.
+        assert titles(store, "alice", "salt") == ["Soup recipes"]
+        assert titles(store, "alice", "cars") == ["Cars"]
+        assert titles(store, "alice", "tomatoes") == [] and titles(store, "bob", "tomatoes") == ["Bob's garden"]
+        assert store.usage("alice") == StorageUsage(3, len("more salt?A pinch.engine oilSynthe"))
+        assert store.usage("bob") == StorageUsage(1, len("tomatoes"))
+        with pytest.raises(TooManyChats):
+            store.create_chat("alice", "a fourth")
+        assert store.mark_interrupted() == 1
+        # Deleting still cascades, and everything stays in step afterwards.
+        store.delete_chat("alice", "c-soup")
+        assert titles(store, "alice", "salt") == [] and store.usage("alice").chars == len("engine oilSynthe")
+        new_chat = store.create_chat("alice", "Fresh")
+        store.append_message("alice", new_chat, "user", "after the migration")
+        assert titles(store, "alice", "migration") == ["Fresh"]
+    with HistoryStore(tmp_path) as reopened:                      # the second open changes nothing
+        assert titles(reopened, "alice", "migration") == ["Fresh"]
+        assert reopened.usage("alice") == StorageUsage(3, len("engine oilSynthe") + len("after the migration"))
+    db = sqlite3.connect(tmp_path / "history.sqlite3")
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert db.execute("SELECT count(*) FROM messages WHERE chat_id = 'c-soup'").fetchone()[0] == 0
+    db.close()
+
+
+# ---- one person's long search does not hold up another's writes ----------------------------------
+def fill_many_chats(store: HistoryStore, owner: str, chats: int, messages_per_chat: int) -> None:
+    """Rows written straight into the file, in one transaction, to build a big history fast
+    (the store's triggers keep the index and the totals as the store would)."""
+    text = "apple banana cherry date egg fig grape honey"
+    db = sqlite3.connect(store.path, isolation_level=None)
+    db.execute("BEGIN")
+    db.executemany("INSERT INTO chats (id, owner, title, mode, character, created_at, updated_at)"
+                   " VALUES (?, ?, ?, 'chat', '', ?, ?)",
+                   [(f"{owner}-{n}", owner, f"chat {n}", n, n) for n in range(chats)])
+    db.executemany("INSERT INTO messages (chat_id, role, content, status, meta, created_at, updated_at)"
+                   " VALUES (?, 'user', ?, 'done', '{}', 0, 0)",
+                   ((f"{owner}-{n % chats}", text) for n in range(chats * messages_per_chat)))
+    db.execute("COMMIT")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+
+
+def test_a_long_search_does_not_hold_up_another_users_writes(store):
+    fill_many_chats(store, "alice", chats=1000, messages_per_chat=60)
+    query = "a b c d e f g h"                       # every word matches every message
+    started = time.perf_counter()
+    assert len(store.list_chats("alice", query)) == 500
+    search_seconds = time.perf_counter() - started
+    bob_chat = store.create_chat("bob", "t")
+    store.append_message("bob", bob_chat, "user", "warm-up")
+
+    searching, stop, searches = threading.Event(), threading.Event(), []
+
+    def search_until_stopped():
+        while not stop.is_set():
+            searching.set()
+            searches.append(len(store.list_chats("alice", query)))
+
+    searcher = threading.Thread(target=search_until_stopped)
+    searcher.start()
+    try:
+        assert searching.wait(timeout=30)
+        waits = []
+        for n in range(9):
+            begun = time.perf_counter()
+            store.append_message("bob", bob_chat, "user", f"message {n}")
+            waits.append(time.perf_counter() - begun)
+    finally:
+        stop.set()
+        searcher.join()
+    # Behind a lock held for each search, an append would wait on average half a search.
+    assert sorted(waits)[len(waits) // 2] < search_seconds / 5, (waits, search_seconds)
+    assert searches and set(searches) == {500}
+    assert len(store.get_chat("bob", bob_chat).messages) == 10

@@ -1,0 +1,151 @@
+"""The chat history database's tables, and the steps that bring an older file up to date.
+
+Version 1: chats and messages.
+Version 2: chats get an integer key (`num`) that the title index can point at (a table
+    without one may renumber its rowids on VACUUM); per-owner totals (`owner_usage`) so the
+    storage limits cost one row read, not a scan; FTS5 indexes over titles and message text.
+    Triggers keep the totals and both indexes in step with every insert, edit and delete, so
+    no write path can forget them.
+
+`prepare(db)` runs at every open: it creates a new file, migrates an older one in a single
+transaction (a crash midway leaves the old file as it was), and refuses a newer one.
+"""
+from __future__ import annotations
+
+import sqlite3
+
+VERSION = 2
+# Word search with case and accents folded ("cafe" finds "Café"), for any script that
+# separates words with spaces or punctuation.
+TOKENIZER = "unicode61 remove_diacritics 2"
+
+_CHATS = """
+CREATE TABLE chats (
+    num         INTEGER PRIMARY KEY,
+    id          TEXT NOT NULL UNIQUE,
+    owner       TEXT NOT NULL,
+    title       TEXT NOT NULL,
+    mode        TEXT NOT NULL,
+    character   TEXT NOT NULL,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+)"""
+
+_TABLES = (
+    _CHATS,
+    "CREATE INDEX chats_by_owner ON chats(owner, updated_at)",
+    """CREATE TABLE messages (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        chat_id     TEXT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+        role        TEXT NOT NULL,
+        content     TEXT NOT NULL,
+        status      TEXT NOT NULL,
+        meta        TEXT NOT NULL,
+        created_at  REAL NOT NULL,
+        updated_at  REAL NOT NULL
+    )""",
+    "CREATE INDEX messages_by_chat ON messages(chat_id, id)",
+    "CREATE INDEX messages_streaming ON messages(status) WHERE status = 'streaming'",
+)
+
+# External-content indexes: the text is stored once, in chats and messages.
+_SEARCH_AND_TOTALS = (
+    f"""CREATE VIRTUAL TABLE title_search USING fts5(
+        title, content='chats', content_rowid='num', tokenize='{TOKENIZER}')""",
+    f"""CREATE VIRTUAL TABLE message_search USING fts5(
+        content, content='messages', content_rowid='id', tokenize='{TOKENIZER}')""",
+    """CREATE TABLE owner_usage (
+        owner  TEXT PRIMARY KEY,
+        chats  INTEGER NOT NULL DEFAULT 0,
+        chars  INTEGER NOT NULL DEFAULT 0      -- characters of message text
+    ) WITHOUT ROWID""",
+    """CREATE TRIGGER chat_added AFTER INSERT ON chats BEGIN
+        INSERT INTO owner_usage (owner, chats) VALUES (new.owner, 1)
+            ON CONFLICT (owner) DO UPDATE SET chats = chats + 1;
+        INSERT INTO title_search (rowid, title) VALUES (new.num, new.title);
+    END""",
+    # BEFORE: the cascade deletes the chat's messages after its row is gone, where their own
+    # trigger can no longer find the owner, so the chat takes their characters off here.
+    """CREATE TRIGGER chat_deleting BEFORE DELETE ON chats BEGIN
+        UPDATE owner_usage SET chats = chats - 1,
+            chars = chars - (SELECT coalesce(sum(length(content)), 0) FROM messages
+                             WHERE chat_id = old.id)
+            WHERE owner = old.owner;
+        INSERT INTO title_search (title_search, rowid, title) VALUES ('delete', old.num, old.title);
+    END""",
+    """CREATE TRIGGER chat_renamed AFTER UPDATE OF title ON chats WHEN new.title IS NOT old.title BEGIN
+        INSERT INTO title_search (title_search, rowid, title) VALUES ('delete', old.num, old.title);
+        INSERT INTO title_search (rowid, title) VALUES (new.num, new.title);
+    END""",
+    """CREATE TRIGGER message_added AFTER INSERT ON messages BEGIN
+        INSERT INTO message_search (rowid, content) VALUES (new.id, new.content);
+        UPDATE owner_usage SET chars = chars + length(new.content)
+            WHERE owner = (SELECT owner FROM chats WHERE id = new.chat_id);
+    END""",
+    """CREATE TRIGGER message_deleted AFTER DELETE ON messages BEGIN
+        INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content);
+        UPDATE owner_usage SET chars = chars - length(old.content)
+            WHERE owner = (SELECT owner FROM chats WHERE id = old.chat_id);
+    END""",
+    """CREATE TRIGGER message_edited AFTER UPDATE OF content ON messages
+        WHEN new.content IS NOT old.content BEGIN
+        INSERT INTO message_search (message_search, rowid, content) VALUES ('delete', old.id, old.content);
+        INSERT INTO message_search (rowid, content) VALUES (new.id, new.content);
+        UPDATE owner_usage SET chars = chars + length(new.content) - length(old.content)
+            WHERE owner = (SELECT owner FROM chats WHERE id = new.chat_id);
+    END""",
+)
+
+# Version 1 -> 2: rebuild chats with an integer key (SQLite's 12-step table change; the
+# caller turns foreign keys off around it), then build the totals and indexes from the rows.
+_FROM_VERSION_1 = (
+    _CHATS.replace("CREATE TABLE chats", "CREATE TABLE chats_v2"),
+    "INSERT INTO chats_v2 SELECT rowid, id, owner, title, mode, character, created_at, updated_at"
+    " FROM chats",
+    "DROP TABLE chats",
+    "ALTER TABLE chats_v2 RENAME TO chats",
+    "CREATE INDEX chats_by_owner ON chats(owner, updated_at)",
+    *_SEARCH_AND_TOTALS,
+    """INSERT INTO owner_usage (owner, chats, chars)
+        SELECT owner, count(*), coalesce(sum((SELECT coalesce(sum(length(content)), 0)
+                                              FROM messages WHERE chat_id = chats.id)), 0)
+        FROM chats GROUP BY owner""",
+    "INSERT INTO title_search (title_search) VALUES ('rebuild')",
+    "INSERT INTO message_search (message_search) VALUES ('rebuild')",
+)
+
+
+class NewerDatabase(RuntimeError):
+    """The file was written by a newer version of this program."""
+
+
+def prepare(db: sqlite3.Connection) -> None:
+    """Brings the database to VERSION. `db` must be in autocommit mode (isolation_level=None)."""
+    db.execute("PRAGMA foreign_keys=OFF")      # a no-op inside a transaction, hence here
+    try:
+        db.execute("BEGIN IMMEDIATE")          # one process migrates; another waits, then sees it done
+        try:
+            _upgrade(db)
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    finally:
+        db.execute("PRAGMA foreign_keys=ON")
+
+
+def _upgrade(db: sqlite3.Connection) -> None:
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    if version > VERSION:
+        raise NewerDatabase(f"The chat history was written by a newer version (format {version}; "
+                            f"this one reads up to {VERSION}). Update the program to open it.")
+    if version == VERSION:
+        return
+    steps = (*_TABLES, *_SEARCH_AND_TOTALS) if version == 0 else _FROM_VERSION_1
+    for statement in steps:
+        db.execute(statement)
+    problems = db.execute("PRAGMA foreign_key_check").fetchall()
+    if problems:
+        raise sqlite3.IntegrityError(f"Chat history migration left {len(problems)} broken references.")
+    db.execute(f"PRAGMA user_version = {VERSION}")
+
