@@ -16,7 +16,7 @@ from modules.chat_session import SessionControl
 from modules.history_store import ChatNotFound
 from modules.params import GenerationParams, ParamError
 from modules.request_limits import LimitExceeded
-from modules.ui import notify
+from modules.ui import file_choices, notify
 from modules.ui.context import UIContext
 
 NO_CHANGE = gr.skip()
@@ -44,7 +44,8 @@ def build(ctx: UIContext) -> None:
                 mode = gr.Radio(list(MODES), value="chat", label="Mode", elem_id="chat-mode",
                                 info="chat: the character's context is the system prompt; chat-instruct: "
                                      "the dialogue is given as an instruction; instruct: no character.")
-                character = gr.Dropdown(characters.list_characters(), value=None, label="Character",
+                character = gr.Dropdown(file_choices.choices(file_choices.library(ctx).characters, None),
+                                        value=None, label="Character",
                                         elem_id="chat-character")
             chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy", "copy_all"], editable="all",
                                  elem_id="chat-view", feedback_options=None)
@@ -204,13 +205,16 @@ def build(ctx: UIContext) -> None:
         return None, [], chat_choices(who)
     delete.click(do_delete, [owner, chat_id, control], [chat_id, chatbot, chat_list], queue=False)
 
-    def pick_character(name, chat_mode):
+    def pick_character(name, chat_mode, key, request: gr.Request):
         if not name:
             return NO_CHANGE, NO_CHANGE
         try:
-            state = characters.load_character(name).to_state()
+            state = characters.load_character(name, file_choices.library(ctx).characters,
+                                              file_choices.visitor(ctx, request, key)).to_state()
         except ValueError as exc:
             notify.warn(str(exc))
             return NO_CHANGE, NO_CHANGE
         return state, NO_CHANGE
-    character.input(pick_character, [character, mode], [ctx.character_state, status], queue=False)
+    character.input(pick_character, [character, mode, browser_key], [ctx.character_state, status],
+                    queue=False)
+    file_choices.list_on_load(ctx, file_choices.library(ctx).characters, character)   # this person's too

@@ -1,15 +1,14 @@
-"""The Default tab: an input and the model's raw continuation side by side, with prompts
-saved in the prompts/ folder (files handled by modules.prompts_store)."""
+"""The Default tab: an input and the model's raw continuation side by side, with saved
+prompts: the shared ones in prompts/ and each person's private ones (files handled by
+modules.prompts_store over the server's Library)."""
 from __future__ import annotations
-
-from pathlib import Path
 
 import gradio as gr
 
 from modules import prompts_store
 from modules.front_door import SessionControl
 from modules.params import GenerationParams, ParamError
-from modules.ui import notify
+from modules.ui import file_choices, notify
 from modules.ui.context import UIContext
 
 # UI plumbing, not an API: kept out of the API page.
@@ -17,7 +16,7 @@ _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 
 
 def build(ctx: UIContext) -> None:
-    folder = Path(ctx.root) / "prompts"
+    prompts = file_choices.library(ctx).prompts
     control = gr.State(SessionControl)       # a new handle per browser session
     with gr.Row():
         with gr.Column():
@@ -28,11 +27,13 @@ def build(ctx: UIContext) -> None:
                 stop = gr.Button("Stop", variant="stop", elem_id="default-stop")
                 continue_button = gr.Button("Continue", elem_id="default-continue")
             with gr.Row():
-                prompt_choice = gr.Dropdown(prompts_store.list_prompts(folder), value=None,
-                                            label="Prompt", info="Choosing one loads it into Input.",
-                                            scale=3, elem_id="default-prompt-choice")
+                prompt_choice = gr.Dropdown(file_choices.choices(prompts, None), value=None,
+                                            label="Prompt", scale=3, elem_id="default-prompt-choice",
+                                            info="Choosing one loads it into Input. Yours are marked "
+                                                 "(private); only an admin can change the shared ones.")
                 prompt_name = gr.Textbox(label="Save Input as", placeholder="prompt name", scale=2,
                                          elem_id="default-prompt-name")
+                prompt_shared = file_choices.shared_box()
             with gr.Row():
                 save_button = gr.Button("Save prompt", size="sm", elem_id="default-prompt-save")
                 delete_button = gr.Button("Delete prompt", size="sm", variant="stop",
@@ -74,33 +75,41 @@ def build(ctx: UIContext) -> None:
                           [output_box, status], concurrency_limit=None)
     stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
 
-    # ---- saved prompts ----------------------------------------------------------------
-    def load(name):
+    # ---- saved prompts: listed, saved and deleted as the person the server identifies ----
+    def load(name, key, request: gr.Request):
         if not name:
             return gr.skip(), gr.skip(), ""
         try:
-            return prompts_store.load_prompt(name, folder), name, f"Loaded prompt **{name}**."
+            text = prompts_store.load_prompt(name, prompts, file_choices.visitor(ctx, request, key))
         except (ValueError, OSError) as exc:
-            return gr.skip(), gr.skip(), f"⚠️ Not loaded: {exc}"
+            return gr.skip(), gr.skip(), file_choices.refused("Not loaded", exc)
+        return text, name, f"Loaded prompt **{name}**."
 
-    def save(name, prompt):
+    def save(name, prompt, to_shared, key, request: gr.Request):
+        scope = file_choices.scope_for(to_shared)
         try:
-            path = prompts_store.save_prompt(name, prompt, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not saved: {exc}"
-        return (gr.Dropdown(choices=prompts_store.list_prompts(folder), value=path.stem),
-                f"Saved prompt **{path.stem}**.")
+            who = ctx.identify(request, key)
+            path = prompts_store.save_prompt(name, prompt, prompts, who, scope)
+        except file_choices.FAILURES as exc:
+            return gr.skip(), file_choices.refused("Not saved", exc)
+        return (gr.Dropdown(choices=file_choices.choices(prompts, who), value=path.stem),
+                f"Saved prompt **{path.stem}** ({file_choices.where(scope)}).")
 
-    def delete(name):
+    def delete(name, key, request: gr.Request):
         if not name:
             return gr.skip(), "Choose the prompt to delete first."
         try:
-            prompts_store.delete_prompt(name, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not deleted: {exc}"
-        return (gr.Dropdown(choices=prompts_store.list_prompts(folder), value=None),
-                f"Deleted prompt **{name}**.")
+            who = ctx.identify(request, key)
+            scope = prompts_store.delete_prompt(name, prompts, who)
+        except file_choices.FAILURES as exc:
+            return gr.skip(), file_choices.refused("Not deleted", exc)
+        return (gr.Dropdown(choices=file_choices.choices(prompts, who), value=None),
+                f"Deleted the {scope} prompt **{name}**.")
 
-    prompt_choice.input(load, prompt_choice, [input_box, prompt_name, prompt_status], **_QUIET)
-    save_button.click(save, [prompt_name, input_box], [prompt_choice, prompt_status], **_QUIET)
-    delete_button.click(delete, prompt_choice, [prompt_choice, prompt_status], **_QUIET)
+    file_choices.list_on_load(ctx, prompts, prompt_choice, prompt_shared)
+    prompt_choice.input(load, [prompt_choice, ctx.browser_key],
+                        [input_box, prompt_name, prompt_status], **_QUIET)
+    save_button.click(save, [prompt_name, input_box, prompt_shared, ctx.browser_key],
+                      [prompt_choice, prompt_status], **_QUIET)
+    delete_button.click(delete, [prompt_choice, ctx.browser_key], [prompt_choice, prompt_status],
+                        **_QUIET)

@@ -1,18 +1,21 @@
 """The Parameters tab: sampler settings (from PARAM_SPECS), presets and the character.
 
 Builds components and wires events only; reading and writing files is done by
-modules.presets and modules.characters. Everything a user changes goes into that
-browser session's gr.State (ctx.params_state, ctx.character_state), never a global.
+modules.presets and modules.characters over the server's Library (shared files, and each
+person's private ones). Everything a user changes goes into that browser session's
+gr.State (ctx.params_state, ctx.character_state), never a global.
 """
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import gradio as gr
 
 from modules import characters, presets
+from modules.named_files import PRIVATE
 from modules.params import PARAM_SPECS, GenerationParams, ParamError, ParamSpec
+from modules.ui import file_choices
+from modules.ui.file_choices import FAILURES, choices, refused, scope_for, where
 
 PARAM_NAMES = [spec.name for spec in PARAM_SPECS]
 _TEXT_AREAS = {"grammar_string": 4, "custom_stopping_strings": 1}
@@ -20,6 +23,7 @@ _TEXT_AREAS = {"grammar_string": 4, "custom_stopping_strings": 1}
 # sure the final value of a fast drag or typing burst is never dropped.
 _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="undocumented")
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
+_LIST_INFO = "Yours are marked (private); only an admin can change the shared ones."
 
 
 def build(ctx) -> None:
@@ -33,22 +37,20 @@ def build(ctx) -> None:
 # ---- sampler settings and presets ------------------------------------------------------
 
 def _build_generation(ctx) -> None:
-    folder = Path(ctx.root) / "presets"
+    store = file_choices.library(ctx).presets
     initial = _initial_params(ctx)
     with gr.Row():
-        preset_choice = gr.Dropdown(presets.list_presets(folder), value=ctx.extras.get("start_preset"),
-                                    label="Preset",
-                                    info="Choosing one applies it.", scale=3)
+        preset_choice = gr.Dropdown(choices(store, None), value=ctx.extras.get("start_preset"),
+                                    label="Preset", info=f"Choosing one applies it. {_LIST_INFO}",
+                                    scale=3)
         preset_name = gr.Textbox(label="Save as", placeholder="preset name", scale=2)
+        shared = file_choices.shared_box()
     with gr.Row():
         save_button = gr.Button("Save preset", size="sm")
         delete_button = gr.Button("Delete preset", size="sm", variant="stop")
         defaults_button = gr.Button("Restore defaults", size="sm")
     status = gr.Markdown()
-    # Choices are fixed when the page is built; refresh them for each new page so
-    # presets saved since the server started are listed (triggers=None: on page load).
-    gr.on(None, lambda: gr.Dropdown(choices=presets.list_presets(folder)), None, preset_choice,
-          **_QUIET)
+    file_choices.list_on_load(ctx, store, preset_choice, shared)
 
     fields = []
     for group in _groups():
@@ -69,40 +71,46 @@ def _build_generation(ctx) -> None:
     gr.on([field.input for field in fields], apply_edits, [ctx.params_state, *fields],
           [ctx.params_state, status], **_LIVE)
 
-    def choose_preset(name):
+    def choose_preset(name, key, request: gr.Request):
         if not name:
             return [gr.skip()] * (len(fields) + 2) + [""]
         try:
-            params, warnings = presets.load_preset(name, folder)
+            who = file_choices.visitor(ctx, request, key)
+            params, warnings = presets.load_preset(name, store, who)
         except ValueError as exc:
-            return [gr.skip()] * (len(fields) + 2) + [f"⚠️ {exc}"]
+            return [gr.skip()] * (len(fields) + 2) + [refused("Not applied", exc)]
         message = "\n".join([f"Preset **{name}** applied."] + [f"- ⚠️ {w}" for w in warnings])
         return [params.to_dict(), *_display_values(params.to_dict()), name, message]
 
-    preset_choice.input(choose_preset, preset_choice,
+    preset_choice.input(choose_preset, [preset_choice, ctx.browser_key],
                         [ctx.params_state, *fields, preset_name, status], **_QUIET)
 
-    def save(name, state):
+    def save(name, state, to_shared, key, request: gr.Request):
+        scope = scope_for(to_shared)
         try:
-            path = presets.save_preset(name, GenerationParams.from_dict(state), folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not saved: {exc}"
+            who = ctx.identify(request, key)
+            path = presets.save_preset(name, GenerationParams.from_dict(state), store, who, scope)
+        except FAILURES as exc:
+            return gr.skip(), refused("Not saved", exc)
         saved = path.stem
-        return (gr.Dropdown(choices=presets.list_presets(folder), value=saved),
-                f"Saved preset **{saved}** (only the settings that differ from the defaults).")
+        return (gr.Dropdown(choices=choices(store, who), value=saved),
+                f"Saved preset **{saved}** ({where(scope)}; only the settings that differ "
+                f"from the defaults).")
 
-    save_button.click(save, [preset_name, ctx.params_state], [preset_choice, status], **_QUIET)
+    save_button.click(save, [preset_name, ctx.params_state, shared, ctx.browser_key],
+                      [preset_choice, status], **_QUIET)
 
-    def delete(name):
+    def delete(name, key, request: gr.Request):
         if not name:
             return gr.skip(), "Choose the preset to delete first."
         try:
-            presets.delete_preset(name, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not deleted: {exc}"
-        return gr.Dropdown(choices=presets.list_presets(folder), value=None), f"Deleted preset **{name}**."
+            who = ctx.identify(request, key)
+            scope = presets.delete_preset(name, store, who)
+        except FAILURES as exc:
+            return gr.skip(), refused("Not deleted", exc)
+        return gr.Dropdown(choices=choices(store, who), value=None), _deleted("preset", name, scope)
 
-    delete_button.click(delete, preset_choice, [preset_choice, status], **_QUIET)
+    delete_button.click(delete, [preset_choice, ctx.browser_key], [preset_choice, status], **_QUIET)
 
     def restore_defaults():
         defaults = presets.default_params().to_dict()
@@ -110,6 +118,12 @@ def _build_generation(ctx) -> None:
 
     defaults_button.click(restore_defaults, None,
                           [ctx.params_state, *fields, preset_choice, status], **_QUIET)
+
+
+def _deleted(noun: str, name: str, scope: str) -> str:
+    if scope == PRIVATE:
+        return f"Deleted your private {noun} **{name}** (a shared one of that name shows again)."
+    return f"Deleted the shared {noun} **{name}**."
 
 
 def _initial_params(ctx) -> dict:
@@ -152,11 +166,12 @@ def _display_values(params: dict) -> list:
 # ---- character ---------------------------------------------------------------------------
 
 def _build_character(ctx) -> None:
-    folder = Path(ctx.root) / "characters"
+    store = file_choices.library(ctx).characters
     initial = getattr(ctx.character_state, "value", None) or {}
     with gr.Row():
-        choice = gr.Dropdown(characters.list_characters(folder), value=None, label="Character",
-                             info="Choosing one loads it into this chat session.", scale=3)
+        choice = gr.Dropdown(choices(store, None), value=None, label="Character", scale=3,
+                             info=f"Choosing one loads it into this chat session. {_LIST_INFO}")
+        shared = file_choices.shared_box()
     with gr.Row():
         with gr.Column(scale=3):
             name = gr.Textbox(initial.get("name", ""), label="Name", info="The character's name in the chat.")
@@ -172,8 +187,7 @@ def _build_character(ctx) -> None:
         delete_button = gr.Button("Delete character", size="sm", variant="stop")
     status = gr.Markdown()
     editors = [name, context, greeting, picture]
-    gr.on(None, lambda: gr.Dropdown(choices=characters.list_characters(folder)), None, choice,
-          **_QUIET)
+    file_choices.list_on_load(ctx, store, choice, shared)
 
     def edit(name_value, context_value, greeting_value, picture_value):
         return {"name": name_value, "context": context_value, "greeting": greeting_value,
@@ -182,38 +196,43 @@ def _build_character(ctx) -> None:
     gr.on([name.input, context.input, greeting.input, picture.upload, picture.clear],
           edit, editors, ctx.character_state, **_LIVE)
 
-    def choose(chosen):
+    def choose(chosen, key, request: gr.Request):
         if not chosen:
             return [gr.skip()] * 5 + [""]
         try:
-            character = characters.load_character(chosen, folder)
+            character = characters.load_character(chosen, store, file_choices.visitor(ctx, request, key))
         except ValueError as exc:
-            return [gr.skip()] * 5 + [f"⚠️ {exc}"]
+            return [gr.skip()] * 5 + [refused("Not loaded", exc)]
         state = character.to_state()
         return [state, state["name"], state["context"], state["greeting"], state["picture"],
                 f"Character **{character.name}** loaded."]
 
-    choice.input(choose, choice, [ctx.character_state, *editors, status], **_QUIET)
+    choice.input(choose, [choice, ctx.browser_key], [ctx.character_state, *editors, status], **_QUIET)
 
-    def save(name_value, context_value, greeting_value, picture_value):
+    def save(name_value, context_value, greeting_value, picture_value, to_shared, key,
+             request: gr.Request):
+        scope = scope_for(to_shared)
         try:
+            who = ctx.identify(request, key)
             path = characters.save_character(name_value, context_value, greeting_value,
-                                             picture_value, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not saved: {exc}"
-        return (gr.Dropdown(choices=characters.list_characters(folder), value=path.stem),
-                f"Saved character **{path.stem}**.")
+                                             picture_value, store, who, scope)
+        except FAILURES as exc:
+            return gr.skip(), refused("Not saved", exc)
+        return (gr.Dropdown(choices=choices(store, who), value=path.stem),
+                f"Saved character **{path.stem}** ({where(scope)}).")
 
-    save_button.click(save, editors, [choice, status], **_QUIET)
+    save_button.click(save, [*editors, shared, ctx.browser_key], [choice, status], **_QUIET)
 
-    def delete(chosen):
+    def delete(chosen, key, request: gr.Request):
         if not chosen:
             return gr.skip(), "Choose the character to delete first."
         try:
-            characters.delete_character(chosen, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not deleted: {exc}"
-        return (gr.Dropdown(choices=characters.list_characters(folder), value=None),
-                f"Deleted character **{chosen}**. This session keeps using it until you choose another.")
+            who = ctx.identify(request, key)
+            scope = characters.delete_character(chosen, store, who)
+        except FAILURES as exc:
+            return gr.skip(), refused("Not deleted", exc)
+        return (gr.Dropdown(choices=choices(store, who), value=None),
+                _deleted("character", chosen, scope) + " This session keeps using it until you "
+                                                       "choose another.")
 
-    delete_button.click(delete, choice, [choice, status], **_QUIET)
+    delete_button.click(delete, [choice, ctx.browser_key], [choice, status], **_QUIET)

@@ -3,15 +3,15 @@
 The code box holds the template in use, as in text-generation-webui: choosing a template
 loads it there, and edits apply as soon as they render. ctx.template_state holds that
 source, or None for the loaded model's own template. Storage and preview live in
-modules.instruction_templates.
+modules.instruction_templates; saved templates are the shared ones and each person's
+private ones (the server's Library).
 """
 from __future__ import annotations
-
-from pathlib import Path
 
 import gradio as gr
 
 from modules import instruction_templates as templates
+from modules.ui import file_choices
 from modules.template_render import TemplateError
 
 MODEL_OWN = "(the model's own template)"
@@ -22,9 +22,9 @@ _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 
 
 def build(ctx) -> None:
-    folder = Path(ctx.root) / "instruction-templates"
+    store = file_choices.library(ctx).templates
     with gr.Row():
-        choice = gr.Dropdown([MODEL_OWN] + templates.list_templates(folder), value=MODEL_OWN,
+        choice = gr.Dropdown(file_choices.choices(store, None, [MODEL_OWN]), value=MODEL_OWN,
                              label="Instruction template", scale=3,
                              info="How the chat is written out for the model. Most models "
                                   "bring their own; choose another only if the replies look wrong.")
@@ -40,15 +40,16 @@ def build(ctx) -> None:
                 save_name = gr.Textbox(label="Save as", placeholder="template name", scale=3)
                 save_button = gr.Button("Save", size="sm", scale=1)
                 delete_button = gr.Button("Delete", size="sm", variant="stop", scale=1)
+            save_shared = file_choices.shared_box()
             status = gr.Markdown()
         with gr.Column():
             preview = gr.Code("", language=None, interactive=False, lines=18, wrap_lines=True,
                               label="Preview: a sample conversation (bos/eos shown as <s> and </s>)")
 
-    def refresh(state):
+    def refresh(state, key, request: gr.Request):
         """Fresh template list, and the loaded model's template while following the model."""
         model_now = _model_template(ctx)
-        choices = [MODEL_OWN] + templates.list_templates(folder)
+        choices = file_choices.choices(store, file_choices.visitor(ctx, request, key), [MODEL_OWN])
         if state is None:
             preview_value, error_value = _preview(model_now or "")
             return (gr.Dropdown(choices=choices, value=MODEL_OWN), model_now or "", preview_value,
@@ -56,13 +57,16 @@ def build(ctx) -> None:
         return gr.Dropdown(choices=choices), gr.skip(), gr.skip(), gr.skip(), gr.skip()
 
     view = [choice, source_box, preview, error, in_use]
-    refresh_button.click(refresh, ctx.template_state, view, **_QUIET)
+    refresh_button.click(refresh, [ctx.template_state, ctx.browser_key], view, **_QUIET)
     # The page was built when the server started, before models were loaded or templates
-    # saved: fill it on each page load (gr.on without triggers or inputs), when the
-    # session starts out following the model.
-    gr.on(None, lambda: refresh(None), None, view, **_QUIET)
+    # saved: fill it on each page load (gr.on without triggers), when the session starts
+    # out following the model, and again once a new browser has its key (its own templates).
+    def refresh_on_load(key, request: gr.Request):
+        return *refresh(None, key, request), file_choices.show_to_admins(ctx, request)
 
-    def choose(name):
+    gr.on(None, refresh_on_load, ctx.browser_key, view + [save_shared], **_QUIET)
+
+    def choose(name, key, request: gr.Request):
         if not name:
             return [gr.skip()] * 7
         model_now = _model_template(ctx)
@@ -70,7 +74,7 @@ def build(ctx) -> None:
             source, state = model_now or "", None
         else:
             try:
-                source = templates.load_template(name, folder)
+                source = templates.load_template(name, store, file_choices.visitor(ctx, request, key))
             except ValueError as exc:
                 return [gr.skip()] * 6 + [f"⚠️ {exc}"]
             state = source
@@ -82,7 +86,7 @@ def build(ctx) -> None:
                 save_as, ""]
 
     outputs = [ctx.template_state, source_box, preview, error, in_use, save_name, status]
-    choice.input(choose, choice, outputs, **_QUIET)
+    choice.input(choose, [choice, ctx.browser_key], outputs, **_QUIET)
 
     def edit(source, name, state):
         preview_value, error_value = _preview(source)
@@ -98,31 +102,36 @@ def build(ctx) -> None:
     source_box.input(edit, [source_box, choice, ctx.template_state],
                      [ctx.template_state, preview, error, in_use], **_LIVE)
 
-    def save(name, source):
+    def save(name, source, to_shared, key, request: gr.Request):
         if (name or "").strip() == MODEL_OWN:
             return gr.skip(), gr.skip(), gr.skip(), "⚠️ Not saved: choose another name."
-        try:
-            path = templates.save_template(name, source, folder)
-        except (ValueError, OSError) as exc:   # TemplateError and unsafe names are ValueErrors
-            return gr.skip(), gr.skip(), gr.skip(), f"⚠️ Not saved: {exc}"
+        scope = file_choices.scope_for(to_shared)
+        try:   # TemplateError and unsafe names are ValueErrors, NotAdmin a PermissionError
+            who = ctx.identify(request, key)
+            path = templates.save_template(name, source, store, who, scope)
+        except file_choices.FAILURES as exc:
+            return gr.skip(), gr.skip(), gr.skip(), file_choices.refused("Not saved", exc)
         saved = path.stem
-        return (gr.Dropdown(choices=[MODEL_OWN] + templates.list_templates(folder), value=saved),
-                source, _in_use_text(saved, source, None), f"Saved template **{saved}**.")
+        return (gr.Dropdown(choices=file_choices.choices(store, who, [MODEL_OWN]), value=saved),
+                source, _in_use_text(saved, source, None),
+                f"Saved template **{saved}** ({file_choices.where(scope)}).")
 
-    save_button.click(save, [save_name, source_box],
+    save_button.click(save, [save_name, source_box, save_shared, ctx.browser_key],
                       [choice, ctx.template_state, in_use, status], **_QUIET)
 
-    def delete(name):
+    def delete(name, key, request: gr.Request):
         if not name or name == MODEL_OWN:
             return gr.skip(), "Choose a saved template to delete first."
         try:
-            templates.delete_template(name, folder)
-        except (ValueError, OSError) as exc:
-            return gr.skip(), f"⚠️ Not deleted: {exc}"
-        return (gr.Dropdown(choices=[MODEL_OWN] + templates.list_templates(folder), value=None),
-                f"Deleted template **{name}**. This session keeps using it until you choose another.")
+            who = ctx.identify(request, key)
+            scope = templates.delete_template(name, store, who)
+        except file_choices.FAILURES as exc:
+            return gr.skip(), file_choices.refused("Not deleted", exc)
+        return (gr.Dropdown(choices=file_choices.choices(store, who, [MODEL_OWN]), value=None),
+                f"Deleted the {scope} template **{name}**. This session keeps using it until "
+                f"you choose another.")
 
-    delete_button.click(delete, choice, [choice, status], **_QUIET)
+    delete_button.click(delete, [choice, ctx.browser_key], [choice, status], **_QUIET)
 
 
 def _model_template(ctx) -> str | None:

@@ -251,12 +251,13 @@ def test_saved_preset_survives_reload_and_sets_the_sliders(page, server_url):
         page.get_by_label("Save as", exact=True).fill(name)
         page.get_by_role("button", name="Save preset").click()
         expect(page.get_by_text(f"Saved preset {name}")).to_be_visible()
+        assert not list((ROOT / "presets").glob(f"{name}.*"))    # private unless shared is ticked
 
         page.reload()
         expect(page.locator("#chat-input textarea")).to_be_visible()
         tab(page, "Parameters")
         expect(number_input(page, "temperature")).not_to_have_value("0.37")
-        choose_option(page, "Preset", name)
+        choose_option(page, "Preset", f"{name} (private)")
         expect(page.get_by_text(f"Preset {name} applied.")).to_be_visible()
         expect(number_input(page, "temperature")).to_have_value("0.37")
         expect(number_input(page, "top_k")).to_have_value("17")
