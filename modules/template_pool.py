@@ -110,7 +110,8 @@ class TemplateWorkers:
             return reply
 
     def warm_up_in_background(self) -> None:
-        """Starts a worker for the next render, so it does not wait for the start."""
+        """Starts a worker for the next render if none is idle, so it does not wait for
+        the start."""
         threading.Thread(target=self._warm_up, name="template-worker-start", daemon=True).start()
 
     def close(self) -> None:
@@ -126,7 +127,7 @@ class TemplateWorkers:
 
     def _warm_up(self) -> None:
         with self._lock:
-            if self._closed or len(self._idle) >= self.max_workers:
+            if self._closed or self._idle:
                 return
         try:
             self._give_back(TemplateWorker(self.memory_mb))

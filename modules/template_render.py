@@ -29,12 +29,8 @@ _lock = threading.Lock()
 def configure(limits: Limits) -> None:
     """Applies the server's limits (max_template_chars, template_timeout) and starts a
     worker, so the first chat turn does not wait for one."""
-    global _limits, _workers
-    with _lock:
-        _limits, old = limits, _workers
-        _workers = None
-    if old is not None:
-        old.close()
+    global _limits
+    _limits = limits            # read once per render; workers need no restart for it
     _pool().warm_up_in_background()
 
 
