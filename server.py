@@ -16,6 +16,7 @@ from modules.front_door import FrontDoor  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
 from modules.limits import limits_from_args  # noqa: E402
 from modules.model_manager import ModelManager  # noqa: E402
+from modules.named_files import Library  # noqa: E402
 from modules.roles import AccessPolicy  # noqa: E402
 from modules.safe_files import atomic_write_text  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
@@ -74,7 +75,8 @@ def main(argv: list[str] | None = None) -> None:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
     door = FrontDoor(scheduler, limits)
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
-                    chat=ChatService(door, store), policy=policy, limits=limits, front_door=door)
+                    chat=ChatService(door, store), policy=policy, limits=limits, front_door=door,
+                    files=Library(ROOT, data_dir))
     ctx.extras["data_dir"] = data_dir
     if not args.settings and default_params is not None:
         ctx.extras["start_preset"] = DEFAULT_PRESET          # what the sliders start with

@@ -86,10 +86,11 @@ def test_oversized_settings_are_refused_with_a_message(changes, message):
 
 def test_max_new_tokens_is_lowered_to_the_ceiling_with_a_notice(scheduler):
     door = FrontDoor(scheduler, Limits(max_new_tokens_limit=5))
-    final = list(door.stream_completion(person("alice"), "Once upon a time",
-                                        GenerationParams(max_new_tokens=1000, ban_eos_token=True)))[-1]
-    assert final.finished.n_tokens == 5
-    assert any("lowered to this server's limit, 5" in notice for notice in final.notices)
+    updates = list(door.stream_completion(person("alice"), "Once upon a time",
+                                          GenerationParams(max_new_tokens=1000, ban_eos_token=True)))
+    assert updates[-1].finished.n_tokens == 5
+    notices = [notice for update in updates for notice in update.notices]
+    assert any("lowered to this server's limit, 5" in notice for notice in notices), notices
 
 
 def test_no_model_is_a_clear_refusal():
@@ -151,3 +152,11 @@ def test_unloading_50_times_while_a_megabyte_is_tokenised_never_crashes(tmp_path
     assert done.returncode == 0, f"exit {done.returncode}\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
     tokenised = int(done.stdout.split("tokenised")[1].split()[0])
     assert tokenised >= 1, done.stdout        # the race was really exercised
+
+
+def test_every_limit_is_listed_in_docs_sharing_with_its_default():
+    from modules.limits import LIMIT_SPECS, flag_name
+    docs = (ROOT / "docs" / "sharing.md").read_text(encoding="utf-8")
+    for spec in LIMIT_SPECS:
+        default = f"{spec.default:,}" if isinstance(spec.default, int) else f"{spec.default:g}"
+        assert f"| `{flag_name(spec)}` | {default} |" in docs, flag_name(spec)
