@@ -109,6 +109,6 @@ def test_a_non_admin_calling_model_actions_directly_is_refused(server, elem_id, 
 def test_the_admin_can_do_the_same_through_the_same_endpoint(server):
     """The refusal above is the role, not a broken endpoint: the admin's identical call works."""
     alice = QueueCaller(server.url, *ADMIN)
-    result = alice.call("model-reload")
+    result = alice.call("model-reload", {"model-loader": "llama.cpp"})
     assert result["success"] and "Loaded" in str(result["outputs"]), result
     assert not any("Only an admin" in log for log in result["logs"])

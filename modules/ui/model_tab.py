@@ -46,6 +46,7 @@ TABLE_HEADERS = ["Model", "Format", "Size", "Loader", "Note"]
 
 def build(ctx) -> None:
     store = ModelSettingsStore.in_folder(_data_dir(ctx))
+    role_note = gr.Markdown(elem_id="model-role-note")      # who may change the model
     with gr.Row():
         model = gr.Dropdown(_choices(ctx), value=_loaded_name(ctx), label="Model", scale=6,
                             elem_id="model-choice", info=f"Files and folders in {ctx.models.model_dir}")
@@ -66,7 +67,6 @@ def build(ctx) -> None:
         reload = gr.Button("Reload", elem_id="model-reload")
     status = gr.Markdown(elem_id="model-status")
     info = gr.Markdown(elem_id="model-info")
-    role_note = gr.Markdown(elem_id="model-role-note")
 
     with gr.Accordion("Download from Hugging Face", open=False) as download_box:
         with gr.Row():
@@ -130,7 +130,9 @@ def build(ctx) -> None:
     gr.on(None, show_role, None, [role_note, *controls, *admin_only], **_QUIET)
 
     # ---- load, unload, reload ------------------------------------------------------------
-    def do_load(name, loader_name, *values, request: gr.Request, progress=gr.Progress()):
+    # Gradio passes the request and a progress tracker only to positional parameters that
+    # come before *values, hence this order.
+    def do_load(request: gr.Request, progress=gr.Progress(), name=None, loader_name=None, *values):
         try:
             require_admin(ctx.identify(request, need_owner=False), "load or switch the model")
         except NotAdmin as exc:
@@ -148,7 +150,7 @@ def build(ctx) -> None:
             return f"⚠️ {result.message}", _info_text(ctx)
         return f"{result.message}{_remember(store, name, settings)}", _info_text(ctx)
 
-    def do_reload(name, loader_name, *values, request: gr.Request, progress=gr.Progress()):
+    def do_reload(request: gr.Request, progress=gr.Progress(), name=None, loader_name=None, *values):
         # The form's settings apply when it shows the loaded model; otherwise the
         # model is loaded again exactly as before.
         try:
@@ -157,7 +159,7 @@ def build(ctx) -> None:
             notify.warn(str(exc))
             return f"⚠️ {exc}", _info_text(ctx)
         if ctx.models.current_path is not None and name == _loaded_name(ctx):
-            return do_load(name, loader_name, *values, request=request, progress=progress)
+            return do_load(request, progress, name, loader_name, *values)
         result = ctx.models.reload(progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
             notify.warn(result.message)
