@@ -112,3 +112,11 @@ def test_the_admin_can_do_the_same_through_the_same_endpoint(server):
     result = alice.call("model-reload", {"model-loader": "llama.cpp"})
     assert result["success"] and "Loaded" in str(result["outputs"]), result
     assert not any("Only an admin" in log for log in result["logs"])
+
+
+def test_the_default_tab_holds_the_same_input_limit_as_the_chat(server):
+    """The per-user caps used to exist only in the Chat tab; calling the Default tab's
+    Generate directly with an oversized text is refused by the same front door."""
+    bob = QueueCaller(server.url, *USER)
+    result = bob.call("default-generate", {"default-input": "x" * 100_001})
+    assert "100,001 characters" in str(result["outputs"]), result
