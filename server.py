@@ -8,6 +8,26 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
+REQUIRED_MODULES = ("gradio", "psutil", "llama_cpp", "yaml", "jinja2")
+
+
+def run_inside_the_projects_environment() -> None:
+    """`python server.py` with a Python that lacks the requirements: start again inside the
+    project's .venv when it exists, else say in one line what to run first."""
+    import importlib.util
+    import os
+    missing = [name for name in REQUIRED_MODULES if importlib.util.find_spec(name) is None]
+    if not missing:
+        return
+    venv_python = ROOT / ".venv" / "bin" / "python"
+    if venv_python.exists() and Path(sys.prefix).resolve() != (ROOT / ".venv").resolve():
+        os.execv(str(venv_python), [str(venv_python), str(Path(__file__).resolve()), *sys.argv[1:]])
+    sys.exit(f"{sys.executable} lacks what the server needs ({', '.join(missing)}). Run ./start.sh "
+             f"first: it installs everything into .venv and starts the server (./start.sh --listen).")
+
+
+if __name__ == "__main__":
+    run_inside_the_projects_environment()
 
 from modules import cli, model_files  # noqa: E402
 from modules.accounts import Accounts, AccountsError, client_address_middleware  # noqa: E402

@@ -72,9 +72,16 @@ def update_interval(shown_chars: int) -> float:
     return UPDATE_INTERVAL * (1 + shown_chars / LONG_REPLY_CHARS)
 
 
+EMPTY_REPLY = ("The model ended its turn at once (0 tokens): its end-of-turn token was the likeliest next "
+               "token (the Notebook's Probabilities view shows it). To get text, try the chat or "
+               "chat-instruct mode, rephrase the prompt, or tick ban_eos_token in the Parameters tab.")
+
+
 def summary_line(event: Finished) -> str:
     if event.reason == "error":
         return f"Error: {event.error}"
+    if event.reason == "stop" and event.n_tokens == 0:
+        return EMPTY_REPLY
     speed = f", {event.tokens_per_second:.1f} tokens/s" if event.tokens_per_second else ""
     ending = {"stop": "", "length": " (stopped at the length limit)",
               "cancelled": " (stopped)"}.get(event.reason, "")

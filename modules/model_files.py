@@ -45,6 +45,22 @@ def detect_loader(path: str | os.PathLike) -> str | None:
     return None
 
 
+def loader_mismatch(path: str | os.PathLike, loader: str) -> str | None:
+    """Why `loader` cannot read `path`, in plain words; None when it can. Checked before
+    anything is unloaded, so a wrong choice never costs everyone the working model."""
+    path = Path(path)
+    if loader == "llama.cpp" and not (path.is_file() and path.suffix.lower() == ".gguf"):
+        return (f"llama.cpp reads .gguf files, and {path.name} is a folder without one. "
+                f"Choose Transformers or GPTQ for it.")
+    if loader in ("Transformers", "GPTQ"):
+        if not (path.is_dir() and (path / "config.json").exists()):
+            return (f"{loader} reads Hugging Face folders (with a config.json), and {path.name} is "
+                    f"{'a GGUF file: choose llama.cpp' if path.suffix.lower() == '.gguf' else 'not one'}.")
+        if loader == "GPTQ" and not is_gptq_folder(path):
+            return f"{path.name} is not a GPTQ-quantized folder; choose Transformers for it."
+    return None
+
+
 def list_models(model_dir: str | os.PathLike) -> list[ModelEntry]:
     root = Path(model_dir)
     if not root.is_dir():

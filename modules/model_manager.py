@@ -121,6 +121,10 @@ class ModelManager:
             if loader is None:
                 return self._failed(f"{path.name} is not a model this server can load "
                                     f"(expected a .gguf file or a Hugging Face folder).")
+            mismatch = model_files.loader_mismatch(path, loader)
+            if mismatch:
+                kept = f" {self.current_path.name} stays loaded." if self.current_path else ""
+                return self._failed(mismatch + kept)
             previous = (self.current_path, self.current_settings)
             self._unload_locked()
             progress(0.0, f"Loading {path.name} with {loader}")

@@ -148,3 +148,11 @@ def test_token_view_round_trips_to_the_text(door, llama_backend):
         pieces = pieces.removeprefix(bos)
     assert pieces.decode("utf-8") == text
     assert "".join(piece for _, piece in tokens).endswith(text)
+
+
+def test_an_empty_reply_explains_itself(door):
+    """The small model ends its turn at once after this prompt (0 tokens): the status
+    line says why and how to get text, instead of a bare '0 tokens'."""
+    final = run(door, "Question: What is the capital of Germany?\nAnswer:", greedy())[-1]
+    assert final.finished.n_tokens == 0, "the model now writes something here; pick another prompt"
+    assert "ended its turn at once" in final.status and "ban_eos_token" in final.status

@@ -82,3 +82,17 @@ def test_switch_mid_stream_ends_that_stream_with_a_message(tmp_path):
     result = request.result()
     assert result.reason == "error" and "switched" in result.error
     manager.unload()
+
+
+def test_a_loader_that_cannot_read_the_model_is_refused_before_anything_is_unloaded(tmp_path):
+    shutil.copy(DEFAULT_GGUF, tmp_path / DEFAULT_GGUF.name)
+    manager = ModelManager(Scheduler(), tmp_path)
+    settings = LoadSettings(ctx_size=512, parallel=1)
+    assert manager.load(DEFAULT_GGUF.name, settings).ok
+    backend = manager.backend
+    result = manager.load(DEFAULT_GGUF.name, LoadSettings(loader="Transformers", ctx_size=512, parallel=1))
+    assert not result.ok
+    assert "GGUF file: choose llama.cpp" in result.message and "stays loaded" in result.message
+    assert "Errno" not in result.message
+    assert manager.backend is backend            # never unloaded, not even for a moment
+    manager.unload()
