@@ -30,7 +30,8 @@ if __name__ == "__main__":
     run_inside_the_projects_environment()
 
 from modules import cli, model_files  # noqa: E402
-from modules.accounts import Accounts, AccountsError, client_address_middleware  # noqa: E402
+from modules.accounts import (Accounts, AccountsError, client_address_middleware,  # noqa: E402
+                              trust_forwarded_headers_from)
 from modules.chat_service import ChatService  # noqa: E402
 from modules.front_door import FrontDoor  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
@@ -76,9 +77,12 @@ def main(argv: list[str] | None = None) -> None:
 
     host = (args.listen_host or "0.0.0.0") if args.listen else "127.0.0.1"
     try:
+        trust_forwarded_headers_from(args.forwarded_allow_ips)     # before launch() builds uvicorn's config
         accounts = Accounts.from_flags(args.gradio_auth, args.gradio_auth_path)
     except AccountsError as exc:
         sys.exit(f"Accounts: {exc}")
+    for warning in accounts.warnings if accounts else ():
+        log.warning("%s", warning)
     auth = accounts.gradio_auth if accounts else None
     policy = AccessPolicy(accounts_on=accounts is not None, everyone_admin=args.everyone_admin,
                           admin_users=_admin_names(args.admin_users, accounts))
