@@ -6,6 +6,8 @@ server killed mid-reply comes back with that reply kept and marked "interrupted"
 Each action is a generator of ChatUpdate for the UI; nothing here knows about Gradio.
 Actions take the Identity of who asks: its owner scopes every store call, and replies
 enter the engine through the front door under that person's limits.
+At the owner's storage limits nothing is half-stored: a message that does not fit is refused
+before anything else is written, and a reply that reaches the limit stops there and is kept.
 """
 from __future__ import annotations
 
@@ -59,11 +61,13 @@ class ChatService:
 
     # ---- chats -----------------------------------------------------------------------------
     def new_chat(self, owner: str, settings: ChatSettings, title: str = "New chat") -> str:
+        greeting = settings.character.greeting.strip()
+        greeting = settings.character.fill(greeting) if greeting and settings.mode != "instruct" else ""
+        self.store.check_room(owner, len(greeting))        # no chat left behind without it
         chat_id = self.store.create_chat(owner, title, mode=settings.mode,
                                          character=settings.character.name)
-        greeting = settings.character.greeting.strip()
-        if greeting and settings.mode != "instruct":
-            self.store.append_message(owner, chat_id, "assistant", settings.character.fill(greeting))
+        if greeting:
+            self.store.append_message(owner, chat_id, "assistant", greeting)
         return chat_id
 
     def messages(self, owner: str, chat_id: str | None) -> list[dict]:
@@ -74,6 +78,7 @@ class ChatService:
              control: SessionControl) -> Iterator[ChatUpdate]:
         owner = who.owner
         self.door.limits_check_input(text)
+        self.store.check_room(owner, len(text))     # before a new chat or a title is stored for it
         if not chat_id:
             chat_id = self.new_chat(owner, settings, title=_title(text))
         elif self._is_untitled(owner, chat_id):
@@ -143,34 +148,54 @@ class ChatService:
                 self.store.update_message(owner, chat_id, reply_id, status="streaming")
             shown = self.messages(owner, chat_id)
             last_save, text, saved = time.monotonic(), prefix, False
+            stream = admission.stream_chat(mode_prompt.messages, settings.template, control,
+                                           continue_last=continue_message is not None)
             try:
-                for update in admission.stream_chat(mode_prompt.messages, settings.template, control,
-                                                    continue_last=continue_message is not None):
+                for update in stream:
                     text = prefix + update.text
                     shown[-1] = {"role": "assistant", "content": text}
+                    kept = len(text)
                     if update.finished is not None:
-                        self._save_final(owner, chat_id, reply_id, text, update.finished,
-                                         is_new=continue_message is None)
+                        kept = self._save_final(owner, chat_id, reply_id, text, update.finished,
+                                                is_new=continue_message is None)
                         saved = True
                         if update.finished.reason == "error" and text == prefix:
                             shown = self.messages(owner, chat_id)
                     elif time.monotonic() - last_save >= SAVE_INTERVAL:
                         last_save = time.monotonic()
-                        self.store.update_message(owner, chat_id, reply_id, content=text)
+                        kept = self.store.update_message(owner, chat_id, reply_id, content=text,
+                                                         cut_to_fit=True)
+                    if kept < len(text):           # the owner's storage limit cut it
+                        saved = True
+                        yield self._stopped_at_storage_limit(owner, chat_id, reply_id, update.notices)
+                        return                     # closing the stream cancels the request
                     yield ChatUpdate(chat_id, shown, update.status, update.notices, _error(update),
                                      update.finished is not None)
             finally:
+                stream.close()
                 if not saved:      # the browser went away mid-reply: keep what was written
-                    self.store.update_message(owner, chat_id, reply_id, content=text, status="stopped")
+                    self.store.update_message(owner, chat_id, reply_id, content=text, status="stopped",
+                                              cut_to_fit=True)
 
-    def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool) -> None:
+    def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool) -> int:
+        """Returns how much of `text` was stored (less when the storage limit cut it)."""
         if finished.reason == "error" and is_new and not text:
             self.store.delete_message(owner, chat_id, reply_id)    # leave no empty reply behind
-            return
+            return 0
         meta = {"tokens": finished.n_tokens, "tokens_per_second": finished.tokens_per_second,
                 "finish_reason": finished.reason}
-        self.store.update_message(owner, chat_id, reply_id, content=text,
-                                  status=_final_status(finished.reason), meta=meta)
+        return self.store.update_message(owner, chat_id, reply_id, content=text, cut_to_fit=True,
+                                         status=_final_status(finished.reason), meta=meta)
+
+    def _stopped_at_storage_limit(self, owner, chat_id, reply_id, notices) -> ChatUpdate:
+        """The reply keeps what fitted under the owner's character limit, marked stopped."""
+        self.store.update_message(owner, chat_id, reply_id, status="stopped",
+                                  meta={"finish_reason": "storage_limit"})
+        limit = self.store.limits.max_stored_chars_per_user
+        message = (f"Your stored chats reached the limit of {limit:,} characters, so this reply stops "
+                   "here; what was written is kept. Delete some chats in the chat list to make room.")
+        return ChatUpdate(chat_id, self.messages(owner, chat_id), "Stopped at the storage limit.",
+                          list(notices), message, done=True)
 
     def _history(self, owner, chat_id) -> list[dict]:
         if not chat_id:

@@ -131,9 +131,12 @@ class HistoryStore:
             os.chmod(self.path, 0o600)        # SQLite gives the -wal and -shm files the same mode
         except OSError:
             pass                              # not ours to change (another user made it)
-        with self._write_lock:
+        try:
             self._writer.execute("PRAGMA journal_mode=WAL")    # readers and the writer don't wait
-            history_schema.prepare(self._writer)
+            history_schema.prepare(self._writer)               # creates or migrates the tables
+        except BaseException:
+            self._writer.close()
+            raise
         # Idle read connections. A pool rather than one per thread: Gradio's worker threads
         # come and go, and a per-thread connection would outlive its thread until collected.
         self._readers: list[sqlite3.Connection] = []

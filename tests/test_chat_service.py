@@ -6,11 +6,11 @@ import pytest
 from modules.chat_modes import Character, prompt_messages
 from modules.chat_service import ChatService, ChatSettings
 from modules.chat_session import SessionControl
-from modules.history_store import ChatNotFound, HistoryStore
+from modules.history_store import ChatNotFound, HistoryStore, StorageFull, TooManyChats
 from modules.params import GenerationParams
 from modules.front_door import FrontDoor
 from modules.limits import Limits
-from modules.request_limits import InputTooLong
+from modules.request_limits import InputTooLong, LimitExceeded
 from modules.roles import Identity
 
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=24)
@@ -158,3 +158,63 @@ def test_greeting_opens_a_new_chat_in_chat_mode(service):
     settings = ChatSettings(GREEDY, mode="chat", character=Character("Ada", "", "Hello {{user}}!"))
     chat_id = service.new_chat("alice", settings)
     assert service.messages("alice", chat_id) == [{"role": "assistant", "content": "Hello You!"}]
+
+
+# ---- storage limits ------------------------------------------------------------------------------
+@pytest.fixture
+def limited(scheduler, tmp_path):
+    """A service whose store allows 2 chats and 120 characters per person."""
+    store = HistoryStore(tmp_path, Limits(max_chats_per_user=2, max_stored_chars_per_user=120))
+    yield ChatService(FrontDoor(scheduler, Limits(max_requests_per_user=2, max_input_chars=2000)), store)
+    store.close()
+
+
+def test_a_new_chat_past_the_chat_limit_is_refused_and_nothing_stored(limited):
+    first = run(limited.send(person("alice"), None, "Hi", instruct(max_new_tokens=4), SessionControl()))
+    limited.new_chat("alice", instruct())
+    before = [(c.id, c.title) for c in limited.store.list_chats("alice")]
+    with pytest.raises(TooManyChats) as refused:
+        run(limited.send(person("alice"), None, "A third chat", instruct(), SessionControl()))
+    assert isinstance(refused.value, LimitExceeded)
+    assert str(refused.value) == "You have 2 stored chats, the limit: delete some in the chat list to make room."
+    assert [(c.id, c.title) for c in limited.store.list_chats("alice")] == before
+    # The chats already there still take messages.
+    run(limited.send(person("alice"), first.chat_id, "Again", instruct(max_new_tokens=4), SessionControl()))
+    assert [m.content for m in limited.store.get_chat("alice", first.chat_id).messages][2] == "Again"
+
+
+def test_a_message_past_the_character_limit_is_refused_whole(limited):
+    chat_id = limited.new_chat("alice", instruct())
+    limited.store.append_message("alice", chat_id, "user", "x" * 100)
+    with pytest.raises(StorageFull) as refused:
+        run(limited.send(person("alice"), None, "Tell me the capital of France.", instruct(), SessionControl()))
+    assert str(refused.value) == ("You have 100 stored characters and this needs 30 more, over the limit "
+                                  "of 120: delete some chats in the chat list to make room.")
+    assert [c.id for c in limited.store.list_chats("alice")] == [chat_id]      # no empty chat left
+    with pytest.raises(StorageFull):
+        run(limited.send(person("alice"), chat_id, "Tell me the capital of France.", instruct(), SessionControl()))
+    assert [m.content for m in limited.store.get_chat("alice", chat_id).messages] == ["x" * 100]
+    assert limited.door.active(person("alice")) == 0
+
+
+def test_a_reply_reaching_the_character_limit_stops_and_is_kept(limited):
+    question = "Write a long story about a dragon."
+    control = SessionControl()
+    updates = list(limited.send(person("alice"), None, question,
+                                instruct(max_new_tokens=300, ban_eos_token=True), control))
+    last = updates[-1]
+    assert last.done and "reached the limit of 120 characters" in last.error
+    assert "what was written is kept" in last.error
+    chat = limited.store.get_chat("alice", last.chat_id)
+    reply = chat.messages[-1]
+    assert chat.messages[0].content == question
+    assert reply.status == "stopped" and reply.meta["finish_reason"] == "storage_limit"
+    assert len(reply.content) == 120 - len(question)                # cut where the limit fell
+    assert any(u.messages[-1]["content"].startswith(reply.content) for u in updates[:-1])
+    assert last.messages[-1]["content"] == reply.content            # the view shows what is kept
+    assert limited.store.usage("alice").chars == 120
+    assert limited.door.active(person("alice")) == 0                # the request is over
+    *_, finished = control.request.events(timeout=30)               # cancelled, unless it had ended
+    assert finished.reason in ("cancelled", "length")
+    with pytest.raises(StorageFull, match="You have 120 stored characters, the limit"):
+        run(limited.send(person("alice"), last.chat_id, "More?", instruct(), SessionControl()))
