@@ -204,22 +204,25 @@ def _settings_form(ctx):
     """The components for every LoadSettings field, in FIELDS order, in one box per loader."""
     defaults = ctx.default_load_settings or LoadSettings()
     made = {}
+    # No minimum/maximum on the number boxes: Gradio would refuse an out-of-range value with
+    # a traceback on the console; _settings_from_form checks RANGES and says what is wrong.
     with gr.Column(visible=False) as llama_box:
+        gr.Markdown("#### llama.cpp settings")
         with gr.Row():
-            made["ctx_size"] = gr.Number(defaults.ctx_size, precision=0, minimum=0, label="ctx-size",
+            made["ctx_size"] = gr.Number(defaults.ctx_size, precision=0, label="ctx-size",
                                          info="Tokens of context for each sequence; 0: the model's own, "
                                               "at most 4096.")
-            made["parallel"] = gr.Number(defaults.parallel, precision=0, minimum=1, maximum=256,
+            made["parallel"] = gr.Number(defaults.parallel, precision=0,
                                          label="parallel", info="Sequences decoded together: how many "
                                          "users are answered at once. Each gets ctx-size tokens.")
-            made["gpu_layers"] = gr.Number(defaults.gpu_layers, precision=0, minimum=-1, label="gpu-layers",
+            made["gpu_layers"] = gr.Number(defaults.gpu_layers, precision=0, label="gpu-layers",
                                            info="Layers on the GPU; -1: all. Needs a CUDA build.")
         with gr.Row():
-            made["threads"] = gr.Number(defaults.threads, precision=0, minimum=0, label="threads",
+            made["threads"] = gr.Number(defaults.threads, precision=0, label="threads",
                                         info=f"0: the {available_cores()} cores available.")
-            made["threads_batch"] = gr.Number(defaults.threads_batch, precision=0, minimum=0,
+            made["threads_batch"] = gr.Number(defaults.threads_batch, precision=0,
                                               label="threads-batch", info="For prompt processing; 0: as threads.")
-            made["batch_size"] = gr.Number(defaults.batch_size, precision=0, minimum=1, label="batch-size",
+            made["batch_size"] = gr.Number(defaults.batch_size, precision=0, label="batch-size",
                                            info="Most prompt tokens in one pass.")
         with gr.Row():
             made["no_mmap"] = gr.Checkbox(defaults.no_mmap, label="no-mmap",
@@ -227,6 +230,7 @@ def _settings_form(ctx):
             made["mlock"] = gr.Checkbox(defaults.mlock, label="mlock", info="Keep the model in RAM, never swapped.")
         division = gr.Markdown(_division_text(defaults.ctx_size, defaults.parallel), elem_id="model-division")
     with gr.Column(visible=False) as hf_box:
+        gr.Markdown("#### Transformers and GPTQ settings")
         with gr.Row():
             made["cpu"] = gr.Checkbox(defaults.cpu, label="cpu", info="Run on the CPU even with a GPU present.")
             gr.Markdown("Model folders' own code runs only when the server was started with "
@@ -237,6 +241,7 @@ def _settings_form(ctx):
             made["gpu_split"] = gr.Textbox(defaults.gpu_split, label="gpu-split", placeholder="e.g. 20,24",
                                            info="GiB of weights per GPU, comma separated.")
     with gr.Column(visible=False) as transformers_box:
+        gr.Markdown("#### Transformers only")
         with gr.Row():
             made["bf16"] = gr.Checkbox(defaults.bf16, label="bf16", info="Weights in bfloat16.")
             made["load_in_8bit"] = gr.Checkbox(defaults.load_in_8bit, label="load-in-8bit",
