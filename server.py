@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
         log.warning(warning)
         notices.append(f"**Open to the network:** {warning}")
 
-    store = HistoryStore(data_dir / "chats")
+    store = HistoryStore(data_dir / "chats", limits=limits)
     interrupted = store.mark_interrupted()
     if interrupted:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)

@@ -26,7 +26,11 @@ def llama_backend():
 @pytest.fixture(scope="session")
 def scheduler(llama_backend):
     from modules.scheduler import Scheduler
-    return Scheduler(llama_backend)
+    scheduler = Scheduler(llama_backend)
+    yield scheduler
+    # Hand the backend back before llama_backend's teardown frees it: the scheduler
+    # thread may still be closing a cancelled request's sequence.
+    scheduler.swap_backend(None, "The test session is over.")
 
 
 @pytest.fixture(scope="session")
