@@ -8,6 +8,8 @@ private ones (the server's Library).
 """
 from __future__ import annotations
 
+import re
+
 import gradio as gr
 
 from modules import instruction_templates as templates
@@ -19,6 +21,12 @@ MODEL_OWN = "(the model's own template)"
 # sure the final value of a typing burst is never dropped.
 _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="undocumented")
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
+# Runs in the browser before an edit is rendered: waits until typing pauses, and settles
+# only for the last keystroke of a burst, so the server renders once per pause.
+_AFTER_TYPING_PAUSES = """() => new Promise((resolve) => {
+    clearTimeout(window.templatePreviewTimer);
+    window.templatePreviewTimer = setTimeout(() => resolve([]), 400);
+})"""
 
 
 def build(ctx) -> None:
@@ -99,8 +107,9 @@ def build(ctx) -> None:
         new_state = None if follows_model else source
         return new_state, preview_value, "", _in_use_text(name, new_state, model_now, edited=True)
 
-    source_box.input(edit, [source_box, choice, ctx.template_state],
-                     [ctx.template_state, preview, error, in_use], **_LIVE)
+    source_box.input(None, js=_AFTER_TYPING_PAUSES).then(
+        edit, [source_box, choice, ctx.template_state],
+        [ctx.template_state, preview, error, in_use], **_LIVE)
 
     def save(name, source, to_shared, key, request: gr.Request):
         if (name or "").strip() == MODEL_OWN:
@@ -152,7 +161,13 @@ def _preview(source: str) -> tuple[str, str]:
     try:
         return templates.render_preview(source), ""
     except TemplateError as exc:
-        return "", f"⚠️ {exc}\n\nThe last template that worked stays in use."
+        return "", f"⚠️ {_literal(str(exc))}\n\nThe last template that worked stays in use."
+
+
+def _literal(text: str) -> str:
+    """Template errors quote template code (`'x' * 10`, `__class__`): shown as typed, not
+    read as Markdown."""
+    return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
 
 
 def _in_use_text(name: str, state, model_source, edited: bool = False) -> str:
