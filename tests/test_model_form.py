@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from loaders.settings import LoadSettings
-from modules.ui.model_tab import FIELDS, _settings_from_form
+from modules.ui.model_form import FIELDS, settings_from_form as _settings_from_form
 
 
 def form(**changes):
