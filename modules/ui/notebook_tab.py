@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+from types import SimpleNamespace
 
 import gradio as gr
 
@@ -20,29 +21,37 @@ _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 
 
 def build(ctx: UIContext) -> None:
-    control = gr.State(SessionControl)       # a new handle per browser session
-    before_last = gr.State(None)             # the text before the last generation, for Undo
+    create_event_handlers(ctx, create_ui())
+
+
+def create_ui() -> SimpleNamespace:
+    ui = SimpleNamespace()
+    ui.control = gr.State(SessionControl)       # a new handle per browser session
+    ui.before_last = gr.State(None)             # the text before the last generation, for Undo
     with gr.Row():
         with gr.Column(scale=3):
-            text = gr.Textbox(lines=22, max_lines=40, show_label=False, elem_id="notebook-text",
-                              placeholder="Write the beginning of a text; Generate continues it.")
+            ui.text = gr.Textbox(lines=22, max_lines=40, show_label=False, elem_id="notebook-text",
+                                 placeholder="Write the beginning of a text; Generate continues it.")
             with gr.Row():
-                generate = gr.Button("Generate", variant="primary", elem_id="notebook-generate")
-                stop = gr.Button("Stop", variant="stop", elem_id="notebook-stop")
-                undo = gr.Button("Undo", elem_id="notebook-undo")
-            status = gr.Markdown(elem_id="notebook-status")
+                ui.generate = gr.Button("Generate", variant="primary", elem_id="notebook-generate")
+                ui.stop = gr.Button("Stop", variant="stop", elem_id="notebook-stop")
+                ui.undo = gr.Button("Undo", elem_id="notebook-undo")
+            ui.status = gr.Markdown(elem_id="notebook-status")
         with gr.Column(scale=2):
             with gr.Tabs():
                 with gr.Tab("Tokens", id="notebook-tokens"):
-                    token_summary = gr.Markdown()
-                    token_table = gr.Dataframe(headers=["#", "id", "token"],
-                                               datatype=["number", "number", "str"],
-                                               interactive=False, max_height=520,
-                                               elem_id="notebook-token-table")
-                with gr.Tab("Probabilities", id="notebook-probabilities") as probabilities_tab:
-                    chart = gr.HTML(elem_id="notebook-probability-chart")
-                    refresh = gr.Button("Refresh", size="sm")
+                    ui.token_summary = gr.Markdown()
+                    ui.token_table = gr.Dataframe(headers=["#", "id", "token"],
+                                                  datatype=["number", "number", "str"],
+                                                  interactive=False, max_height=520,
+                                                  elem_id="notebook-token-table")
+                with gr.Tab("Probabilities", id="notebook-probabilities") as ui.probabilities_tab:
+                    ui.chart = gr.HTML(elem_id="notebook-probability-chart")
+                    ui.refresh = gr.Button("Refresh", size="sm")
+    return ui
 
+
+def create_event_handlers(ctx: UIContext, ui: SimpleNamespace) -> None:
     def run_generation(current, params_values, session_control, key, request: gr.Request):
         try:
             params = _params(params_values)
@@ -87,23 +96,23 @@ def build(ctx: UIContext) -> None:
 
     # The scheduler queues the model's work, so these run for every browser at once.
     # Tokens first: they are instant, the probabilities need a pass over the whole text.
-    tokens_update = dict(fn=show_tokens, inputs=[text, ctx.params_state, ctx.browser_key],
-                         outputs=[token_summary, token_table], concurrency_limit=None, **_QUIET)
-    probabilities_update = dict(fn=show_probabilities, inputs=[text, ctx.params_state, ctx.browser_key],
-                                outputs=chart,
-                                concurrency_limit=None, **_QUIET)
+    tokens_update = dict(fn=show_tokens, inputs=[ui.text, ctx.params_state, ctx.browser_key],
+                         outputs=[ui.token_summary, ui.token_table], concurrency_limit=None, **_QUIET)
+    probabilities_update = dict(fn=show_probabilities, inputs=[ui.text, ctx.params_state, ctx.browser_key],
+                                outputs=ui.chart, concurrency_limit=None, **_QUIET)
 
-    generation = generate.click(run_generation, [text, ctx.params_state, control, ctx.browser_key],
-                                [text, before_last, status], concurrency_limit=None)
+    generation = ui.generate.click(run_generation, [ui.text, ctx.params_state, ui.control, ctx.browser_key],
+                                   [ui.text, ui.before_last, ui.status], concurrency_limit=None,
+                                   show_progress="hidden")
     generation.then(**tokens_update).then(**probabilities_update)
-    stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
+    ui.stop.click(lambda c: c.stop() and None, [ui.control], None, queue=False, **_QUIET)
     # Undo also cancels a generation in flight, so none of its late updates overwrite the text.
-    undo.click(undo_last, [before_last, control], [text, before_last, status],
-               cancels=[generation], **_QUIET).then(**tokens_update).then(**probabilities_update)
+    ui.undo.click(undo_last, [ui.before_last, ui.control], [ui.text, ui.before_last, ui.status],
+                  cancels=[generation], **_QUIET).then(**tokens_update).then(**probabilities_update)
 
-    text.input(**tokens_update, trigger_mode="always_last")
+    ui.text.input(**tokens_update, trigger_mode="always_last")
     # Not on every keystroke: when the user leaves the text, opens the view or asks.
-    for trigger in (text.blur, refresh.click, probabilities_tab.select):
+    for trigger in (ui.text.blur, ui.refresh.click, ui.probabilities_tab.select):
         trigger(**probabilities_update, trigger_mode="always_last")
     # A moved slider in the Parameters tab reshapes the chart (temperature flattens it).
     ctx.params_state.change(**tokens_update, trigger_mode="always_last").then(**probabilities_update)
