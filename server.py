@@ -42,7 +42,7 @@ from modules.roles import AccessPolicy  # noqa: E402
 from modules.safe_files import atomic_write_text  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params  # noqa: E402
-from modules.ui.app import build_app  # noqa: E402
+from modules.ui.app import CSS, build_app  # noqa: E402
 from modules.ui.context import UIContext  # noqa: E402
 
 log = logging.getLogger("server")
@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     app.queue(default_concurrency_limit=None)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
     app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
-               inbrowser=False, quiet=True, ssr_mode=False,
+               inbrowser=False, quiet=True, ssr_mode=False, css=CSS,
                # gives the login check the client's address, for per-address rate limits
                app_kwargs={"middleware": [client_address_middleware()]})
 
