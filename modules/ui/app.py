@@ -1,6 +1,8 @@
 """Assembles the page: the shared per-browser state, then one tab module per tab."""
 from __future__ import annotations
 
+import html
+
 import gradio as gr
 
 from modules.params import GenerationParams
@@ -14,6 +16,7 @@ CSS = """
 
 def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationParams | None = None) -> gr.Blocks:
     with gr.Blocks(title="LLM Workbench") as app:
+        account_bar(ctx)
         if banner:
             gr.Markdown(banner, elem_id="banner")
         ctx.params_state = gr.State((default_params or GenerationParams()).to_dict())
@@ -38,3 +41,25 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
         for fn, inputs, outputs in ctx.on_load:
             app.load(fn, inputs, outputs)
     return app
+
+
+def account_bar(ctx: UIContext) -> None:
+    """With accounts on: whose page this is, and a way to leave it on a shared computer.
+    Gradio's own /logout clears the log-in cookie and ends this account's sessions."""
+    if not (ctx.policy and ctx.policy.accounts_on):
+        return
+    with gr.Row(elem_id="account-bar"):
+        who = gr.HTML(elem_id="account-name", scale=1, padding=False)
+        # a relative link, so it also works behind a proxy that serves the page under a path
+        gr.Button("Log out", link="logout", size="sm", variant="secondary", scale=0, min_width=90,
+                  elem_id="log-out")
+
+    def show_who(request: gr.Request) -> str:
+        try:
+            identity = ctx.identify(request, need_owner=False)
+        except PermissionError:          # not logged in: Gradio would not have served the page
+            return ""
+        role = " (admin)" if identity.is_admin else ""
+        return f"Logged in as <strong>{html.escape(identity.user)}</strong>{role}"
+
+    ctx.on_load.append((show_who, None, who))
