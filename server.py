@@ -36,6 +36,7 @@ from modules.chat_service import ChatService  # noqa: E402
 from modules.front_door import FrontDoor  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
 from modules.limits import limits_from_args  # noqa: E402
+from modules.login_messages import login_messages_middleware  # noqa: E402
 from modules.model_manager import ModelManager  # noqa: E402
 from modules.named_files import Library  # noqa: E402
 from modules.roles import AccessPolicy  # noqa: E402
@@ -111,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
                inbrowser=False, quiet=True, ssr_mode=False, css=CSS,
                # gives the login check the client's address, for per-address rate limits
-               app_kwargs={"middleware": [client_address_middleware()]})
+               app_kwargs={"middleware": [client_address_middleware(),
+                                          *([login_messages_middleware(accounts)] if accounts else [])]})
 
 
 def _admin_names(flag: str, accounts) -> set[str]:
