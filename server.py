@@ -41,6 +41,7 @@ from modules.model_manager import ModelManager  # noqa: E402
 from modules.named_files import Library  # noqa: E402
 from modules.roles import AccessPolicy  # noqa: E402
 from modules.safe_files import atomic_write_text  # noqa: E402
+from modules.web_security import content_security_policy_middleware  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params  # noqa: E402
 from modules.ui.app import CSS, build_app  # noqa: E402
@@ -111,8 +112,11 @@ def main(argv: list[str] | None = None) -> None:
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
     app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
                inbrowser=False, quiet=True, ssr_mode=False, css=CSS,
-               # gives the login check the client's address, for per-address rate limits
-               app_kwargs={"middleware": [client_address_middleware(),
+               max_file_size=limits.max_upload_mb * 2**20,     # bytes; a larger upload gets 413
+               # the policy wraps everything, the log-in middleware's own answers included;
+               # the client address feeds the log-in throttle
+               app_kwargs={"middleware": [content_security_policy_middleware(),
+                                          client_address_middleware(),
                                           *([login_messages_middleware(accounts)] if accounts else [])]})
 
 
