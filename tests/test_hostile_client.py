@@ -120,3 +120,12 @@ def test_the_default_tab_holds_the_same_input_limit_as_the_chat(server):
     bob = QueueCaller(server.url, *USER)
     result = bob.call("default-generate", {"default-input": "x" * 100_001})
     assert "100,001 characters" in str(result["outputs"]), result
+
+
+def test_an_upload_over_the_size_limit_is_refused(server):
+    bob = QueueCaller(server.url, *USER)
+    big = b"\0" * (10 * 2**20 + 1)                      # one byte over --max-upload-mb 10
+    refused = bob.user.client.post(f"{bob.user.base}{API}/upload", files={"files": ("big.png", big)})
+    assert refused.status_code == 413, refused.text[:300]
+    small = bob.user.client.post(f"{bob.user.base}{API}/upload", files={"files": ("small.png", b"\0" * 1000)})
+    assert small.status_code == 200, small.text[:300]
