@@ -17,7 +17,7 @@ Gradio closes the generator.
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -90,6 +90,8 @@ class FrontDoor:
         self.scheduler = scheduler
         self.limits = limits or Limits()
         self._slots = RequestLimits(self.limits.max_requests_per_user, self.limits.max_input_chars)
+        self._address_slots = RequestLimits(self.limits.max_requests_per_address, self.limits.max_input_chars,
+                                            who="Browsers at your address have")
 
     @contextmanager
     def admit(self, who: Identity, params: GenerationParams, *, text: str = "") -> Iterator["Admission"]:
@@ -99,8 +101,12 @@ class FrontDoor:
         checked, notices = check_params(params, self.limits)
         if self.scheduler.backend is None:
             raise NoModelLoaded(NO_MODEL)
-        with self._slots.slot(who.limits_key):
+        with self._slots.slot(who.limits_key), self._address_slot(who):
             yield Admission(self, who, checked, notices)
+
+    def _address_slot(self, who: Identity):
+        key = who.address_key
+        return self._address_slots.slot(key) if key else nullcontext()
 
     def limits_check_input(self, text: str) -> None:
         """Raises InputTooLong when `text` is longer than one message may be."""

@@ -21,6 +21,8 @@ class LimitSpec:
 LIMIT_SPECS: tuple[LimitSpec, ...] = (
     LimitSpec("max_requests_per_user", 3, "Requests one person may have queued or running at once, "
               "in all tabs together."),
+    LimitSpec("max_requests_per_address", 16, "Without accounts: requests all browsers at one client "
+              "address may have queued or running at once (several people may share an address)."),
     LimitSpec("max_input_chars", 100_000, "Characters in one message, Notebook or Default text."),
     LimitSpec("max_new_tokens_limit", 4096, "Ceiling on max_new_tokens for one request."),
     LimitSpec("max_stop_strings", 32, "Custom stop strings in one request."),
@@ -40,6 +42,7 @@ LIMIT_SPECS: tuple[LimitSpec, ...] = (
 @dataclass(frozen=True)
 class Limits:
     max_requests_per_user: int = 3
+    max_requests_per_address: int = 16
     max_input_chars: int = 100_000
     max_new_tokens_limit: int = 4096
     max_stop_strings: int = 32

@@ -33,8 +33,9 @@ class InputTooLong(LimitExceeded):
 
 class RequestLimits:
     def __init__(self, max_active_per_user: int = MAX_ACTIVE_REQUESTS_PER_USER,
-                 max_input_chars: int = MAX_INPUT_CHARS):
+                 max_input_chars: int = MAX_INPUT_CHARS, who: str = "You already have"):
         self.max_active_per_user = max_active_per_user
+        self._who = who
         self.max_input_chars = max_input_chars
         self._lock = threading.Lock()
         self._active: Counter[str] = Counter()
@@ -50,7 +51,7 @@ class RequestLimits:
         with self._lock:
             if self._active[owner] >= self.max_active_per_user:
                 raise TooManyRequests(
-                    f"You already have {self._active[owner]} requests queued or running "
+                    f"{self._who} {self._active[owner]} requests queued or running "
                     f"(the limit is {self.max_active_per_user}). Wait for one to finish or stop one.")
             self._active[owner] += 1
         return Slot(self, owner)

@@ -39,12 +39,17 @@ class Identity:
 
     @property
     def limits_key(self) -> str:
-        """Whose allowance a request counts against. With accounts, the account. Without
-        them, the client address: a browser key is chosen by the client, so counting per
-        key would let anyone dodge the limits by making up keys."""
+        """Whose allowance a request counts against: the account, or this browser."""
+        return self.user or self.owner
+
+    @property
+    def address_key(self) -> str | None:
+        """Without accounts, a second allowance shared by everyone at one address: a browser
+        key is chosen by the client, so making up keys must not multiply what one machine
+        may take. None with accounts, where the account is the allowance."""
         if self.user:
-            return self.user
-        return f"address:{self.address}" if self.address else self.owner
+            return None
+        return f"address:{self.address or 'unknown'}"
 
     @property
     def display_name(self) -> str:

@@ -100,8 +100,9 @@ class PageConfig:
         send, stop = triggered_by("chat-send", "click"), triggered_by("chat-stop", "click")
         if send is None or stop is None:
             raise ProtocolError("the page has no chat-send or chat-stop click event")
+        # the page's load events that run on the server (a JavaScript-only one has no backend)
         loads = [endpoint(dep.get("id", i), dep) for i, dep in enumerate(config["dependencies"])
-                 if any(t[1] == "load" for t in dep["targets"])]
+                 if any(t[1] == "load" for t in dep["targets"]) and dep.get("backend_fn", True)]
         send_button = by_elem["chat-send"]
         chat_load = next((e for e in loads if send_button in e.outputs), None)
         if chat_load is None:

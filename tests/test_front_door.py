@@ -53,15 +53,20 @@ def test_one_allowance_for_every_tab(scheduler):
     assert door.active(alice) == 0
 
 
-def test_browsers_without_accounts_share_their_address_allowance(scheduler):
-    """A browser key is chosen by the client, so making up keys must not multiply the allowance."""
-    door = FrontDoor(scheduler, Limits(max_requests_per_user=1))
+def test_browsers_without_accounts_also_share_an_allowance_per_address(scheduler):
+    """A browser key is chosen by the client, so making up keys must not multiply what one
+    machine may take; colleagues behind one address still each get their own allowance."""
+    door = FrontDoor(scheduler, Limits(max_requests_per_user=1, max_requests_per_address=2))
     with door.admit(browser("a" * 20, "192.0.2.7"), LONG):
-        with pytest.raises(TooManyRequests):
-            with door.admit(browser("b" * 20, "192.0.2.7"), LONG):
+        with pytest.raises(TooManyRequests, match="limit is 1"):
+            with door.admit(browser("a" * 20, "192.0.2.7"), LONG):
                 pass
-        with door.admit(browser("c" * 20, "192.0.2.8"), LONG):     # another machine
-            pass
+        with door.admit(browser("b" * 20, "192.0.2.7"), LONG):     # a colleague at the same address
+            with pytest.raises(TooManyRequests, match="Browsers at your address have 2"):
+                with door.admit(browser("c" * 20, "192.0.2.7"), LONG):
+                    pass
+            with door.admit(browser("d" * 20, "192.0.2.8"), LONG):     # another machine
+                pass
 
 
 def test_input_length_is_limited_in_the_notebook_too(scheduler):
