@@ -11,6 +11,13 @@ from modules.ui.context import UIContext
 
 CSS = """
 #chat-status, #model-status { min-height: 1.5em; }
+/* Gradio 6 draws its "processing | 0.1s" tracker over Markdown even with show_progress="hidden" */
+#chat-status [data-testid="status-tracker"] { display: none !important; }
+/* the chat view's message editor as wide as a message may be (Gradio sizes it to the bubble
+   and the text wraps); the row keeps Gradio's max-width */
+#chat-view .message-row:has(.edit-textarea), #chat-view .message-row:has(.edit-textarea) .role,
+#chat-view .message-row:has(.edit-textarea) .message { width: 100%; }
+#chat-view .edit-textarea { width: 100% !important; }
 """
 
 
