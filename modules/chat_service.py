@@ -34,6 +34,7 @@ class ChatSettings:
     template: str | None = None
     mode: str = "chat"
     character: Character = field(default_factory=Character)
+    character_file: str = ""        # the character's file name, stored with the chat to reopen it
 
 
 @dataclass
@@ -65,7 +66,7 @@ class ChatService:
         greeting = settings.character.fill(greeting) if greeting and settings.mode != "instruct" else ""
         self.store.check_room(owner, len(greeting))        # no chat left behind without it
         chat_id = self.store.create_chat(owner, title, mode=settings.mode,
-                                         character=settings.character.name)
+                                         character=settings.character_file)
         if greeting:
             self.store.append_message(owner, chat_id, "assistant", greeting)
         return chat_id
@@ -74,11 +75,20 @@ class ChatService:
         return display_messages(self.store.get_chat(owner, chat_id)) if chat_id else []
 
     # ---- actions -------------------------------------------------------------------------------
+    def check_send(self, owner: str, chat_id: str | None, text: str) -> None:
+        """Raises what send() would refuse before storing anything (too long, no room, too
+        many chats), so the UI can leave the text with the person instead."""
+        self.door.limits_check_input(text)
+        self.store.check_room(owner, len(text))     # before a new chat or a title is stored for it
+        if chat_id:
+            self.store.get_chat(owner, chat_id)     # ChatNotFound: deleted in another tab
+        else:
+            self.store.check_new_chat(owner)
+
     def send(self, who: Identity, chat_id: str | None, text: str, settings: ChatSettings,
              control: SessionControl) -> Iterator[ChatUpdate]:
         owner = who.owner
-        self.door.limits_check_input(text)
-        self.store.check_room(owner, len(text))     # before a new chat or a title is stored for it
+        self.check_send(owner, chat_id, text)
         if not chat_id:
             chat_id = self.new_chat(owner, settings, title=_title(text))
         elif self._is_untitled(owner, chat_id):
@@ -135,6 +145,7 @@ class ChatService:
     # ---- the reply ---------------------------------------------------------------------------
     def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None):
         owner = who.owner
+        self._remember_settings(owner, chat_id, settings)
         history = self._history(owner, chat_id)
         mode_prompt = prompt_messages(settings.mode, history, settings.character,
                                       continue_last=continue_message is not None)
@@ -202,6 +213,13 @@ class ChatService:
             return []
         return [{"role": m.role, "content": m.content}
                 for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
+
+    def _remember_settings(self, owner, chat_id, settings: ChatSettings) -> None:
+        """The chat keeps the mode and character it was last answered in (for reopening)."""
+        chat = self.store.get_chat(owner, chat_id)
+        if (chat.mode, chat.character) != (settings.mode, settings.character_file):
+            self.store.set_chat_settings(owner, chat_id, mode=settings.mode,
+                                         character=settings.character_file)
 
     def _is_untitled(self, owner, chat_id) -> bool:
         chat = self.store.get_chat(owner, chat_id)

@@ -234,6 +234,28 @@ class HistoryStore:
             _owned_chat(db, owner, chat_id)
             db.execute("UPDATE chats SET title = ? WHERE id = ?", (_clean_title(title), chat_id))
 
+    def set_chat_settings(self, owner: str, chat_id: str, *, mode: str | None = None,
+                          character: str | None = None) -> None:
+        """Records the mode and character a chat is used with, so reopening it brings them
+        back. Not activity: the chat keeps its place in the list."""
+        _check_owner(owner)
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"Unknown chat mode {mode!r}; expected one of {', '.join(MODES)}.")
+        with self._write(durable=True) as db:
+            row = _owned_chat(db, owner, chat_id)
+            db.execute("UPDATE chats SET mode = ?, character = ? WHERE id = ?",
+                       (row["mode"] if mode is None else mode,
+                        row["character"] if character is None else character, chat_id))
+
+    def check_new_chat(self, owner: str) -> None:
+        """Raises TooManyChats now if the owner has no room for another chat, so a caller can
+        refuse before it takes anything from the person (the message they typed)."""
+        _check_owner(owner)
+        with self._read() as db:
+            chats = _usage(db, owner).chats
+        if chats >= self.limits.max_chats_per_user:
+            raise _too_many_chats(chats, self.limits.max_chats_per_user)
+
     def delete_chat(self, owner: str, chat_id: str) -> None:
         _check_owner(owner)
         with self._write(durable=True) as db:
