@@ -57,10 +57,11 @@ class TemplateWorker:
             self.kill()
             raise WorkerGone("the template renderer did not start.")
 
-    def call(self, request: dict, timeout: float, max_reply_bytes: int) -> dict | None:
-        """The worker's reply, or None when it has not answered within `timeout` seconds."""
+    def call(self, payload: bytes, timeout: float, max_reply_bytes: int) -> dict | None:
+        """The worker's reply to `payload` (a JSON request, see modules/template_worker.py),
+        or None when it has not answered within `timeout` seconds."""
         try:
-            self._send.send_bytes(json.dumps(request, ensure_ascii=False).encode(**ENCODING))
+            self._send.send_bytes(payload)
             if not self._receive.poll(timeout):
                 return None
             return json.loads(self._receive.recv_bytes(max_reply_bytes).decode(**ENCODING))
@@ -91,13 +92,13 @@ class TemplateWorkers:
         self._slots = threading.BoundedSemaphore(max_workers)
         self._closed = False
 
-    def call(self, request: dict, timeout: float, max_reply_bytes: int) -> dict | None:
+    def call(self, payload: bytes, timeout: float, max_reply_bytes: int) -> dict | None:
         """The reply, or None when the worker ran past `timeout` (+ GRACE) and was killed.
         Raises WorkerGone when the worker died on its own."""
         with self._slots:
             worker = self._take_idle() or TemplateWorker(self.memory_mb)
             try:
-                reply = worker.call(request, timeout + GRACE, max_reply_bytes)
+                reply = worker.call(payload, timeout + GRACE, max_reply_bytes)
             except WorkerGone:
                 worker.kill()
                 self.warm_up_in_background()

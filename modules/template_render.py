@@ -15,11 +15,11 @@ import threading
 from modules.limits import Limits
 from modules.template_pool import TemplateWorkers, WorkerGone, close_at_exit
 from modules.template_sandbox import TemplateError, check_size
+from modules.template_worker import ENCODING, max_output_chars
 
 __all__ = ["TemplateError", "configure", "compile_template", "render_chat_template"]
 
 MEMORY_MB = 1024            # a worker's address space: far above any real prompt, far below the box
-_OUTPUT_ALLOWANCE = 1_000_000   # characters a template may add beyond twice what it was given
 
 _limits = Limits()
 _workers: TemplateWorkers | None = None
@@ -37,7 +37,7 @@ def configure(limits: Limits) -> None:
 def compile_template(source: str) -> None:
     """Checks that the template compiles (in a worker, under the time limit).
     Raises TemplateError with the line of a syntax error."""
-    _run({"op": "compile", "source": source, "variables": {}}, 0)
+    _run({"op": "compile", "source": source, "variables": {}})
 
 
 def render_chat_template(source: str, messages: list[dict], add_generation_prompt: bool = True,
@@ -46,21 +46,21 @@ def render_chat_template(source: str, messages: list[dict], add_generation_promp
     `extra` reaches the template as further variables (tools, date_string, ...)."""
     variables = dict(extra, messages=messages, add_generation_prompt=add_generation_prompt,
                      bos_token=bos_token, eos_token=eos_token)
-    return _run({"op": "render", "source": source, "variables": variables}, None)
+    return _run({"op": "render", "source": source, "variables": variables})
 
 
-def _run(request: dict, max_output: int | None) -> str:
+def _run(request: dict) -> str:
     limits = _limits
     check_size(request["source"], limits.max_template_chars)
     try:
-        input_chars = len(json.dumps(request["variables"], ensure_ascii=False))
+        payload = json.dumps(dict(request, timeout=limits.template_timeout),
+                             ensure_ascii=False).encode(**ENCODING)
     except (TypeError, ValueError) as exc:
         raise TemplateError(f"the conversation holds a value a template cannot be given ({exc}).") from None
-    if max_output is None:
-        max_output = 2 * input_chars + _OUTPUT_ALLOWANCE
-    request = dict(request, timeout=limits.template_timeout, max_output=max_output)
+    # UTF-8 bytes and JSON escapes: at most 6 bytes a character of the text the worker may send
+    max_reply_bytes = 6 * max_output_chars(len(payload)) + 4096
     try:
-        reply = _pool().call(request, limits.template_timeout, max_reply_bytes=6 * max_output + 4096)
+        reply = _pool().call(payload, limits.template_timeout, max_reply_bytes)
     except WorkerGone:
         raise TemplateError("the template stopped the process rendering it (it may have needed "
                             "more memory than a template may use).") from None

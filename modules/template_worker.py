@@ -8,7 +8,7 @@ CPU to generation, and stops a render itself at the time limit where Python can 
 interrupted (SIGALRM), which keeps the process for the next render.
 
 Protocol, one JSON object per message over the pipes (multiprocessing.connection framing):
-  -> {"op": "render" | "compile", "source": ..., "variables": {...}, "timeout": s, "max_output": n}
+  -> {"op": "render" | "compile", "source": ..., "variables": {...}, "timeout": s}
   <- {"ok": true, "text": ...}  or  {"ok": false, "message": ..., "lineno": n | null}
 The replies are JSON, never pickle: this process runs untrusted code, the server must
 not unpickle what it says.
@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from modules.template_sandbox import TemplateError, TimeUp, compile_in_sandbox, render_in_sandbox
 
 READY = b'{"ready": true}'
+OUTPUT_ALLOWANCE = 1_000_000   # characters a template may write beyond twice what it was given
 NICENESS = 10      # below generation, without starving a chat turn's render on a busy box
 
 
@@ -57,7 +58,13 @@ def _cpu_backstop(timeout: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
 
 
-def handle(request: dict) -> dict:
+def max_output_chars(request_bytes: int) -> int:
+    """A prompt is the conversation plus the template's markup: far more is a template
+    multiplying text (or building it up in a loop), which would only fill the server."""
+    return 2 * request_bytes + OUTPUT_ALLOWANCE
+
+
+def handle(request: dict, max_output: int) -> dict:
     timeout = float(request["timeout"])
     signal.setitimer(signal.ITIMER_REAL, timeout)
     _cpu_backstop(timeout)
@@ -66,10 +73,10 @@ def handle(request: dict) -> dict:
             compile_in_sandbox(request["source"])
             return {"ok": True, "text": ""}
         text = render_in_sandbox(request["source"], request["variables"])
-        if len(text) > request["max_output"]:
+        if len(text) > max_output:
             return {"ok": False, "lineno": None, "message":
                     f"the template wrote {len(text):,} characters; the limit for this "
-                    f"conversation is {request['max_output']:,}."}
+                    f"conversation is {max_output:,}."}
         return {"ok": True, "text": text}
     except TemplateError as exc:
         return {"ok": False, "message": exc.detail, "lineno": exc.lineno}
@@ -83,11 +90,11 @@ def serve(connection_in: Connection, connection_out: Connection) -> None:
     connection_out.send_bytes(READY)
     while True:
         try:
-            request = json.loads(connection_in.recv_bytes().decode(**ENCODING))
+            payload = connection_in.recv_bytes()
         except EOFError:
             return                      # the server closed the pipe or went away
         try:
-            reply = handle(request)
+            reply = handle(json.loads(payload.decode(**ENCODING)), max_output_chars(len(payload)))
         except TimeUp:                 # the alarm rang just outside the render
             reply = {"ok": False, "timeout": True, "message": "", "lineno": None}
         except MemoryError:
