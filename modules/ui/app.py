@@ -11,6 +11,10 @@ from modules.ui.context import UIContext
 
 CSS = """
 #chat-status, #model-status { min-height: 1.5em; }
+/* sampler fields keep room for their whole name (Gradio squeezes checkboxes to nothing);
+   a name longer than the field wraps instead of being cut */
+.sampler-fields .sampler-field { flex: 1 1 240px !important; min-width: min(240px, 100%) !important; }
+.sampler-field .label-text, .sampler-field [data-testid="block-info"] { overflow-wrap: anywhere; }
 /* Gradio 6 draws its "processing | 0.1s" tracker over Markdown even with show_progress="hidden" */
 #chat-status [data-testid="status-tracker"] { display: none !important; }
 /* the chat view's message editor as wide as a message may be (Gradio sizes it to the bubble

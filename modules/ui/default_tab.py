@@ -1,7 +1,10 @@
 """The Default tab: an input and the model's raw continuation side by side, with saved
 prompts: the shared ones in prompts/ and each person's private ones (files handled by
-modules.prompts_store over the server's Library)."""
+modules.prompts_store over the server's Library). As in text-generation-webui, the layout
+(create_ui) and the events (create_event_handlers) are apart."""
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import gradio as gr
 
@@ -10,12 +13,35 @@ from modules.front_door import SessionControl
 from modules.params import GenerationParams, ParamError
 from modules.ui import file_choices, notify
 from modules.ui.context import UIContext
+from modules.ui.file_choices import FileButtons, FileForm
 
 # UI plumbing, not an API: kept out of the API page.
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 
 
 def build(ctx: UIContext) -> None:
+    create_event_handlers(ctx, create_ui(ctx))
+
+
+# ---- layout -------------------------------------------------------------------------------
+
+@dataclass
+class DefaultUI:
+    input_box: gr.Textbox
+    output_box: gr.Textbox
+    generate: gr.Button
+    stop: gr.Button
+    continue_button: gr.Button
+    status: gr.Markdown
+    control: gr.State              # this browser session's request handle
+    prompt_choice: gr.Dropdown
+    prompt_name: gr.Textbox
+    prompt_shared: gr.Checkbox
+    prompt_buttons: FileButtons
+    prompt_status: gr.Markdown
+
+
+def create_ui(ctx: UIContext) -> DefaultUI:
     prompts = file_choices.library(ctx).prompts
     control = gr.State(SessionControl)       # a new handle per browser session
     with gr.Row():
@@ -35,15 +61,24 @@ def build(ctx: UIContext) -> None:
                                          elem_id="default-prompt-name")
                 prompt_shared = file_choices.shared_box()
             with gr.Row():
-                save_button = gr.Button("Save prompt", size="sm", elem_id="default-prompt-save")
-                delete_button = gr.Button("Delete prompt", size="sm", variant="stop",
-                                          elem_id="default-prompt-delete")
+                prompt_buttons = file_choices.file_buttons("prompt", elem_id="default-prompt")
             prompt_status = gr.Markdown(elem_id="default-prompt-status")
         with gr.Column():
             output_box = gr.Textbox(lines=20, max_lines=40, label="Output", elem_id="default-output",
                                     buttons=["copy"])
             status = gr.Markdown(elem_id="default-status")
+    return DefaultUI(input_box, output_box, generate, stop, continue_button, status, control,
+                     prompt_choice, prompt_name, prompt_shared, prompt_buttons, prompt_status)
 
+
+# ---- events -------------------------------------------------------------------------------
+
+def create_event_handlers(ctx: UIContext, ui: DefaultUI) -> None:
+    _generation_handlers(ctx, ui)
+    _prompt_handlers(ctx, ui)
+
+
+def _generation_handlers(ctx: UIContext, ui: DefaultUI) -> None:
     def run(prompt, earlier_output, params_values, session_control, key, request: gr.Request):
         """Streams into Output: a fresh reply, or (Continue) more after the earlier output."""
         try:
@@ -69,13 +104,19 @@ def build(ctx: UIContext) -> None:
     def generate_more(prompt, output, params_values, session_control, key, request: gr.Request):
         yield from run(prompt, output or "", params_values, session_control, key, request)
 
-    generate.click(generate_fresh, [input_box, ctx.params_state, control, ctx.browser_key],
-                   [output_box, status], concurrency_limit=None)
-    continue_button.click(generate_more, [input_box, output_box, ctx.params_state, control, ctx.browser_key],
-                          [output_box, status], concurrency_limit=None)
-    stop.click(lambda c: c.stop() and None, [control], None, queue=False, **_QUIET)
+    key, outputs = ctx.browser_key, [ui.output_box, ui.status]
+    ui.generate.click(generate_fresh, [ui.input_box, ctx.params_state, ui.control, key], outputs,
+                      concurrency_limit=None)
+    ui.continue_button.click(generate_more, [ui.input_box, ui.output_box, ctx.params_state, ui.control,
+                                             key], outputs, concurrency_limit=None)
+    ui.stop.click(lambda c: c.stop() and None, [ui.control], None, queue=False, **_QUIET)
 
-    # ---- saved prompts: listed, saved and deleted as the person the server identifies ----
+
+def _prompt_handlers(ctx: UIContext, ui: DefaultUI) -> None:
+    """Saved prompts: listed, loaded, saved and deleted as the person the server identifies;
+    saving over a name and deleting ask first (file_choices.wire_save_and_delete)."""
+    prompts = file_choices.library(ctx).prompts
+
     def load(name, key, request: gr.Request):
         if not name:
             return gr.skip(), gr.skip(), ""
@@ -85,31 +126,12 @@ def build(ctx: UIContext) -> None:
             return gr.skip(), gr.skip(), file_choices.refused("Not loaded", exc)
         return text, name, f"Loaded prompt **{name}**."
 
-    def save(name, prompt, to_shared, key, request: gr.Request):
-        scope = file_choices.scope_for(to_shared)
-        try:
-            who = ctx.identify(request, key)
-            path = prompts_store.save_prompt(name, prompt, prompts, who, scope)
-        except file_choices.FAILURES as exc:
-            return gr.skip(), file_choices.refused("Not saved", exc)
-        return (gr.Dropdown(choices=file_choices.choices(prompts, who), value=path.stem),
-                f"Saved prompt **{path.stem}** ({file_choices.where(scope)}).")
-
-    def delete(name, key, request: gr.Request):
-        if not name:
-            return gr.skip(), "Choose the prompt to delete first."
-        try:
-            who = ctx.identify(request, key)
-            scope = prompts_store.delete_prompt(name, prompts, who)
-        except file_choices.FAILURES as exc:
-            return gr.skip(), file_choices.refused("Not deleted", exc)
-        return (gr.Dropdown(choices=file_choices.choices(prompts, who), value=None),
-                f"Deleted the {scope} prompt **{name}**.")
-
-    file_choices.list_on_load(ctx, prompts, prompt_choice, prompt_shared)
-    prompt_choice.input(load, [prompt_choice, ctx.browser_key],
-                        [input_box, prompt_name, prompt_status], **_QUIET)
-    save_button.click(save, [prompt_name, input_box, prompt_shared, ctx.browser_key],
-                      [prompt_choice, prompt_status], **_QUIET)
-    delete_button.click(delete, [prompt_choice, ctx.browser_key], [prompt_choice, prompt_status],
-                        **_QUIET)
+    file_choices.list_on_load(ctx, prompts, ui.prompt_choice, ui.prompt_shared)
+    ui.prompt_choice.input(load, [ui.prompt_choice, ctx.browser_key],
+                           [ui.input_box, ui.prompt_name, ui.prompt_status], **_QUIET)
+    file_choices.wire_save_and_delete(ctx, FileForm(
+        store=prompts, noun="prompt", dropdown=ui.prompt_choice, name_box=ui.prompt_name,
+        contents=[ui.input_box], shared=ui.prompt_shared, status=ui.prompt_status,
+        buttons=ui.prompt_buttons,
+        write=lambda name, values, who, scope: prompts_store.save_prompt(name, values[0], prompts,
+                                                                         who, scope)))

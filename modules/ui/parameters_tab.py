@@ -1,21 +1,25 @@
-"""The Parameters tab: sampler settings (from PARAM_SPECS), presets and the character.
+"""The Parameters tab: sampler settings (from PARAM_SPECS) and presets; the character
+editor is modules/ui/character_editor.py.
 
-Builds components and wires events only; reading and writing files is done by
-modules.presets and modules.characters over the server's Library (shared files, and each
-person's private ones). Everything a user changes goes into that browser session's
-gr.State (ctx.params_state, ctx.character_state), never a global.
+As in text-generation-webui, the layout (create_generation_ui) and the events
+(create_generation_handlers) are apart. Reading and writing files is done by
+modules.presets over the server's Library; what a person changes goes into that browser
+session's gr.State (ctx.params_state), never a global, and is remembered for their next
+visit by modules.user_settings (per account with log-in, per browser without).
 """
 from __future__ import annotations
 
 import json
+import math
+from dataclasses import dataclass
 
 import gradio as gr
+from gradio.context import get_render_context
 
-from modules import characters, presets
-from modules.named_files import PRIVATE
+from modules import presets, user_settings
 from modules.params import PARAM_SPECS, GenerationParams, ParamError, ParamSpec
-from modules.ui import file_choices
-from modules.ui.file_choices import FAILURES, choices, refused, scope_for, where
+from modules.ui import character_editor, file_choices
+from modules.ui.file_choices import FileButtons, FileForm, choices, refused, visitor
 
 PARAM_NAMES = [spec.name for spec in PARAM_SPECS]
 _TEXT_AREAS = {"grammar_string": 4, "custom_stopping_strings": 1}
@@ -23,107 +27,58 @@ _TEXT_AREAS = {"grammar_string": 4, "custom_stopping_strings": 1}
 # sure the final value of a fast drag or typing burst is never dropped.
 _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="undocumented")
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
-_LIST_INFO = "Yours are marked (private); only an admin can change the shared ones."
+LIST_INFO = "Yours are marked (private); only an admin can change the shared ones."
+MODIFIED = ", modified"      # after the preset's name in the box once the values differ
 
 
 def build(ctx) -> None:
+    page_tab = get_render_context()      # the page's "Parameters" tab, built around this
     with gr.Tabs():
         with gr.Tab("Generation"):
-            _build_generation(ctx)
-        with gr.Tab("Character"):
-            _build_character(ctx)
+            generation = create_generation_ui(ctx)
+        with gr.Tab("Character") as character_tab:
+            character = character_editor.create_ui(ctx)
+    create_generation_handlers(ctx, generation)
+    shown_by = [character_tab.select] + ([page_tab.select] if isinstance(page_tab, gr.Tab) else [])
+    character_editor.create_event_handlers(ctx, character, shown_by)
 
 
-# ---- sampler settings and presets ------------------------------------------------------
+# ---- layout -------------------------------------------------------------------------------
 
-def _build_generation(ctx) -> None:
+@dataclass
+class GenerationUI:
+    preset_choice: gr.Dropdown
+    preset_name: gr.Textbox
+    shared: gr.Checkbox
+    buttons: FileButtons
+    defaults: gr.Button
+    status: gr.Markdown
+    fields: list               # one component per PARAM_SPECS entry, in table order
+    in_use: gr.State           # {"name", "params"}: the preset the values came from, or None
+
+
+def create_generation_ui(ctx) -> GenerationUI:
     store = file_choices.library(ctx).presets
     initial = _initial_params(ctx)
+    start = ctx.extras.get("start_preset")
     with gr.Row():
-        preset_choice = gr.Dropdown(choices(store, None), value=ctx.extras.get("start_preset"),
-                                    label="Preset", info=f"Choosing one applies it. {_LIST_INFO}",
-                                    scale=3)
+        preset_choice = gr.Dropdown(choices(store, None), value=start, label="Preset", scale=3,
+                                    info=f"Choosing one applies it. {LIST_INFO}",
+                                    elem_id="preset-choice")
         preset_name = gr.Textbox(label="Save as", placeholder="preset name", scale=2)
         shared = file_choices.shared_box()
     with gr.Row():
-        save_button = gr.Button("Save preset", size="sm")
-        delete_button = gr.Button("Delete preset", size="sm", variant="stop")
-        defaults_button = gr.Button("Restore defaults", size="sm")
+        buttons = file_choices.file_buttons("preset", elem_id="preset")
+        defaults = gr.Button("Restore defaults", size="sm")
     status = gr.Markdown()
-    file_choices.list_on_load(ctx, store, preset_choice, shared)
-
     fields = []
     for group in _groups():
         with gr.Accordion(group, open=group in ("Length", "Randomness", "Candidates")):
-            with gr.Row():
+            with gr.Row(elem_classes="sampler-fields"):
                 for spec in (s for s in PARAM_SPECS if s.group == group):
                     fields.append(_field(spec, initial[spec.name]))
-
-    def apply_edits(state, *values):
-        try:
-            params = GenerationParams.from_dict(dict(zip(PARAM_NAMES, values)))
-        except ParamError as exc:
-            return state, f"⚠️ Not applied: {exc}"
-        return params.to_dict(), ""
-
-    # .input fires on user edits only, not when a preset fills the fields (that handler
-    # sets the state itself). Every field is read so the state always matches the page.
-    gr.on([field.input for field in fields], apply_edits, [ctx.params_state, *fields],
-          [ctx.params_state, status], **_LIVE)
-
-    def choose_preset(name, key, request: gr.Request):
-        if not name:
-            return [gr.skip()] * (len(fields) + 2) + [""]
-        try:
-            who = file_choices.visitor(ctx, request, key)
-            params, warnings = presets.load_preset(name, store, who)
-        except ValueError as exc:
-            return [gr.skip()] * (len(fields) + 2) + [refused("Not applied", exc)]
-        message = "\n".join([f"Preset **{name}** applied."] + [f"- ⚠️ {w}" for w in warnings])
-        return [params.to_dict(), *_display_values(params.to_dict()), name, message]
-
-    preset_choice.input(choose_preset, [preset_choice, ctx.browser_key],
-                        [ctx.params_state, *fields, preset_name, status], **_QUIET)
-
-    def save(name, state, to_shared, key, request: gr.Request):
-        scope = scope_for(to_shared)
-        try:
-            who = ctx.identify(request, key)
-            path = presets.save_preset(name, GenerationParams.from_dict(state), store, who, scope)
-        except FAILURES as exc:
-            return gr.skip(), refused("Not saved", exc)
-        saved = path.stem
-        return (gr.Dropdown(choices=choices(store, who), value=saved),
-                f"Saved preset **{saved}** ({where(scope)}; only the settings that differ "
-                f"from the defaults).")
-
-    save_button.click(save, [preset_name, ctx.params_state, shared, ctx.browser_key],
-                      [preset_choice, status], **_QUIET)
-
-    def delete(name, key, request: gr.Request):
-        if not name:
-            return gr.skip(), "Choose the preset to delete first."
-        try:
-            who = ctx.identify(request, key)
-            scope = presets.delete_preset(name, store, who)
-        except FAILURES as exc:
-            return gr.skip(), refused("Not deleted", exc)
-        return gr.Dropdown(choices=choices(store, who), value=None), _deleted("preset", name, scope)
-
-    delete_button.click(delete, [preset_choice, ctx.browser_key], [preset_choice, status], **_QUIET)
-
-    def restore_defaults():
-        defaults = presets.default_params().to_dict()
-        return [defaults, *_display_values(defaults), gr.Dropdown(value=None), "Defaults restored."]
-
-    defaults_button.click(restore_defaults, None,
-                          [ctx.params_state, *fields, preset_choice, status], **_QUIET)
-
-
-def _deleted(noun: str, name: str, scope: str) -> str:
-    if scope == PRIVATE:
-        return f"Deleted your private {noun} **{name}** (a shared one of that name shows again)."
-    return f"Deleted the shared {noun} **{name}**."
+    in_use = gr.State({"name": start, "params": initial} if start else None)
+    return GenerationUI(preset_choice, preset_name, shared, buttons, defaults, status, fields, in_use)
 
 
 def _initial_params(ctx) -> dict:
@@ -137,17 +92,17 @@ def _groups() -> list[str]:
 
 def _field(spec: ParamSpec, value):
     shown = _display_value(spec, value)
-    common = dict(label=spec.name, info=spec.help)
+    # The class lets the CSS in modules/ui/app.py give each field room for its whole label.
+    common = dict(label=spec.name, info=spec.help, elem_classes="sampler-field")
     if isinstance(spec.default, bool):
-        return gr.Checkbox(value=shown, min_width=240, **common)
+        return gr.Checkbox(value=shown, **common)
     if spec.name == "seed":   # a slider over two billion values is unusable
-        return gr.Number(value=shown, precision=0, minimum=spec.minimum, maximum=spec.maximum,
-                         min_width=240, **common)
+        return gr.Number(value=shown, precision=0, minimum=spec.minimum, maximum=spec.maximum, **common)
     if spec.minimum is not None:
         is_int = isinstance(spec.default, int)
         return gr.Slider(spec.minimum, spec.maximum, value=shown, step=spec.step,
-                         precision=0 if is_int else None, min_width=240, **common)
-    return gr.Textbox(value=shown, lines=_TEXT_AREAS.get(spec.name, 1), min_width=240, **common)
+                         precision=0 if is_int else None, **common)
+    return gr.Textbox(value=shown, lines=_TEXT_AREAS.get(spec.name, 1), **common)
 
 
 def _display_value(spec: ParamSpec, value):
@@ -163,76 +118,128 @@ def _display_values(params: dict) -> list:
     return [_display_value(spec, params[spec.name]) for spec in PARAM_SPECS]
 
 
-# ---- character ---------------------------------------------------------------------------
+def _differs(in_use: dict | None, params: dict) -> bool:
+    """Do the values differ from the preset in use? Floats within rounding count as equal
+    (a slider's value can come back as 0.7000000000000001)."""
+    if not in_use:
+        return False
+    for name, value in in_use["params"].items():
+        other = params.get(name)
+        if isinstance(value, float) and isinstance(other, (int, float)) and not isinstance(other, bool):
+            if not math.isclose(value, other, rel_tol=1e-9, abs_tol=1e-9):
+                return True
+        elif value != other:
+            return True
+    return False
 
-def _build_character(ctx) -> None:
-    store = file_choices.library(ctx).characters
-    initial = getattr(ctx.character_state, "value", None) or {}
-    with gr.Row():
-        choice = gr.Dropdown(choices(store, None), value=None, label="Character", scale=3,
-                             info=f"Choosing one loads it into this chat session. {_LIST_INFO}")
-        shared = file_choices.shared_box()
-    with gr.Row():
-        with gr.Column(scale=3):
-            name = gr.Textbox(initial.get("name", ""), label="Name", info="The character's name in the chat.")
-            greeting = gr.Textbox(initial.get("greeting", ""), label="Greeting", lines=2,
-                                  info="The first message of a new chat.")
-            context = gr.Textbox(initial.get("context", ""), label="Context", lines=8,
-                                 info="Who the character is; it starts every prompt.")
-        with gr.Column(scale=1):
-            picture = gr.Image(initial.get("picture"), label="Picture (optional)", type="filepath",
-                               image_mode=None, height=240)
-    with gr.Row():
-        save_button = gr.Button("Save character", size="sm")
-        delete_button = gr.Button("Delete character", size="sm", variant="stop")
-    status = gr.Markdown()
-    editors = [name, context, greeting, picture]
-    file_choices.list_on_load(ctx, store, choice, shared)
 
-    def edit(name_value, context_value, greeting_value, picture_value):
-        return {"name": name_value, "context": context_value, "greeting": greeting_value,
-                "picture": picture_value}
+# ---- events -------------------------------------------------------------------------------
 
-    gr.on([name.input, context.input, greeting.input, picture.upload, picture.clear],
-          edit, editors, ctx.character_state, **_LIVE)
+def create_generation_handlers(ctx, ui: GenerationUI) -> None:
+    library = file_choices.library(ctx)
+    store, fields, key = library.presets, ui.fields, ctx.browser_key
+    unchanged_fields = [gr.skip()] * len(fields)
 
-    def choose(chosen, key, request: gr.Request):
-        if not chosen:
-            return [gr.skip()] * 5 + [""]
+    def preset_box(who, in_use, params):
+        """This person's presets, the one in use chosen and marked when the values differ."""
+        name = in_use["name"] if in_use else None
+        listed = [(label + MODIFIED if value == name and _differs(in_use, params) else label, value)
+                  for label, value in choices(store, who)]
+        return gr.Dropdown(choices=listed, value=name if name in {v for _, v in listed} else None)
+
+    def remember(who, params: dict, in_use) -> str:
+        """Keeps the values for this person's next visit; says so when that fails."""
+        if who is None:
+            return ""
         try:
-            character = characters.load_character(chosen, store, file_choices.visitor(ctx, request, key))
+            kept = user_settings.remember(library.data_dir, who, GenerationParams.from_dict(params),
+                                          in_use["name"] if in_use else None)
+        except OSError as exc:
+            return f"⚠️ Not kept for your next visit: {exc.strerror or exc}"
+        return "" if kept else "⚠️ Too large to be kept for your next visit."
+
+    start_in_use, start_params = ui.in_use.value, _initial_params(ctx)
+
+    def restore(key_value, request: gr.Request):
+        """On page load (and once a new browser has its key): the values this person used
+        last, with the preset they came from; else the page's start values stay."""
+        who = visitor(ctx, request, key_value)
+        kept = user_settings.recall(library.data_dir, who) if who else None
+        admins_box = file_choices.show_to_admins(ctx, request)
+        if kept is None:
+            return [gr.skip(), *unchanged_fields, gr.skip(),
+                    preset_box(who, start_in_use, start_params), admins_box]
+        values = kept.params.to_dict()
+        in_use = None
+        if kept.preset:
+            try:
+                in_use = {"name": kept.preset,
+                          "params": presets.load_preset(kept.preset, store, who)[0].to_dict()}
+            except ValueError:
+                in_use = None        # the preset is gone; the values stay
+        return [values, *_display_values(values), in_use, preset_box(who, in_use, values), admins_box]
+
+    # triggers=None: on load and when the key changes (the key is the only input).
+    gr.on(None, restore, [key],
+          [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.shared], **_QUIET)
+
+    def apply_edits(request: gr.Request, state, in_use, key_value, *values):
+        try:
+            params = GenerationParams.from_dict(dict(zip(PARAM_NAMES, values))).to_dict()
+        except ParamError as exc:
+            return state, f"⚠️ Not applied: {exc}", gr.skip()
+        who = visitor(ctx, request, key_value)
+        box = gr.skip()
+        if _differs(in_use, state) != _differs(in_use, params):
+            box = preset_box(who, in_use, params)
+        return params, remember(who, params, in_use), box
+
+    # .input fires on user edits only, not when a preset fills the fields (that handler
+    # sets the state itself). Every field is read so the state always matches the page.
+    gr.on([field.input for field in fields], apply_edits, [ctx.params_state, ui.in_use, key, *fields],
+          [ctx.params_state, ui.status, ui.preset_choice], **_LIVE)
+
+    def choose_preset(name, key_value, request: gr.Request):
+        if not name:
+            return [gr.skip()] * (len(fields) + 4) + [""]
+        try:
+            who = visitor(ctx, request, key_value)
+            params, warnings = presets.load_preset(name, store, who)
         except ValueError as exc:
-            return [gr.skip()] * 5 + [refused("Not loaded", exc)]
-        state = character.to_state()
-        return [state, state["name"], state["context"], state["greeting"], state["picture"],
-                f"Character **{character.name}** loaded."]
+            return [gr.skip()] * (len(fields) + 4) + [refused("Not applied", exc)]
+        values = params.to_dict()
+        in_use = {"name": name, "params": values}
+        lines = [f"Preset **{name}** applied."] + [f"- ⚠️ {w}" for w in warnings]
+        lines.append(remember(who, values, in_use))
+        return [values, *_display_values(values), name, in_use, preset_box(who, in_use, values),
+                "\n".join(line for line in lines if line)]
 
-    choice.input(choose, [choice, ctx.browser_key], [ctx.character_state, *editors, status], **_QUIET)
+    ui.preset_choice.input(choose_preset, [ui.preset_choice, key],
+                           [ctx.params_state, *fields, ui.preset_name, ui.in_use, ui.preset_choice,
+                            ui.status], **_QUIET)
 
-    def save(name_value, context_value, greeting_value, picture_value, to_shared, key,
-             request: gr.Request):
-        scope = scope_for(to_shared)
-        try:
-            who = ctx.identify(request, key)
-            path = characters.save_character(name_value, context_value, greeting_value,
-                                             picture_value, store, who, scope)
-        except FAILURES as exc:
-            return gr.skip(), refused("Not saved", exc)
-        return (gr.Dropdown(choices=choices(store, who), value=path.stem),
-                f"Saved character **{path.stem}** ({where(scope)}).")
+    def restore_defaults(key_value, request: gr.Request):
+        who = visitor(ctx, request, key_value)
+        defaults = presets.default_params().to_dict()
+        note = remember(who, defaults, None)
+        return [defaults, *_display_values(defaults), None, preset_box(who, None, defaults),
+                "Defaults restored." + (f" {note}" if note else "")]
 
-    save_button.click(save, [*editors, shared, ctx.browser_key], [choice, status], **_QUIET)
+    ui.defaults.click(restore_defaults, [key],
+                      [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.status], **_QUIET)
 
-    def delete(chosen, key, request: gr.Request):
-        if not chosen:
-            return gr.skip(), "Choose the character to delete first."
-        try:
-            who = ctx.identify(request, key)
-            scope = characters.delete_character(chosen, store, who)
-        except FAILURES as exc:
-            return gr.skip(), refused("Not deleted", exc)
-        return (gr.Dropdown(choices=choices(store, who), value=None),
-                _deleted("character", chosen, scope) + " This session keeps using it until you "
-                                                       "choose another.")
+    def saved(name, who, values):       # the saved preset is now the one in use
+        in_use = {"name": name, "params": values[0]}
+        remember(who, values[0], in_use)
+        return [in_use]
 
-    delete_button.click(delete, [choice, ctx.browser_key], [choice, status], **_QUIET)
+    def deleted(name, who, values):     # the deleted one was in use (choosing applies)
+        remember(who, values[0], None)
+        return [None]
+
+    file_choices.wire_save_and_delete(ctx, FileForm(
+        store=store, noun="preset", dropdown=ui.preset_choice, name_box=ui.preset_name,
+        contents=[ctx.params_state], shared=ui.shared, status=ui.status, buttons=ui.buttons,
+        write=lambda name, values, who, scope: presets.save_preset(
+            name, GenerationParams.from_dict(values[0]), store, who, scope),
+        extra_outputs=[ui.in_use], after_save=saved, after_delete=deleted))

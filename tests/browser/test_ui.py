@@ -256,7 +256,11 @@ def test_saved_preset_survives_reload_and_sets_the_sliders(page, server_url):
         page.reload()
         expect(page.locator("#chat-input textarea")).to_be_visible()
         tab(page, "Parameters")
-        expect(number_input(page, "temperature")).not_to_have_value("0.37")
+        # this browser's values and preset are kept over the reload
+        expect(number_input(page, "temperature")).to_have_value("0.37")
+        expect(page.get_by_label("Preset", exact=True)).to_have_value(f"{name} (private)")
+        page.get_by_role("button", name="Restore defaults").click()
+        expect(number_input(page, "temperature")).to_have_value("1")
         choose_option(page, "Preset", f"{name} (private)")
         expect(page.get_by_text(f"Preset {name} applied.")).to_be_visible()
         expect(number_input(page, "temperature")).to_have_value("0.37")
