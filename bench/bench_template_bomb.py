@@ -5,12 +5,11 @@ number of tokens) in rotating order: alone; while another thread renders the bom
 modules.instruction_templates.render_preview (what the Instruction template editor calls)
 back to back, as fast as it returns; the same at 20 renders a second (the editor waits for a
 typing pause, about 2 renders a second per person at most: 20/s is a room of people typing
-bombs); and while another thread renders, again and again, a template that runs until the
-time limit stops it; and, to compare, beside a plain Python loop on another thread. On a
-shared machine other work comes in bursts, so the ratio is the
-median of the per-round ratios; the ratio of the best runs is shown too. Once, for
-comparison, the reply while one bomb is compiled the way templates were before (jinja2's
-sandbox in the server's process).
+bombs); while another thread renders, again and again, a template that runs until the time
+limit stops it; and, to compare, beside a plain Python loop on another thread. On a shared
+machine other work comes in bursts, so the ratio is the median of the per-round ratios; the
+ratio of the best runs is shown too. Once, for comparison, the reply while one bomb is
+compiled the way templates were before (jinja2's sandbox in the server's process).
 
 llama.cpp runs one thread by default here: on a shared 2-core box a two-thread team's speed
 swings several-fold with other people's load, which drowns what is measured.

@@ -26,11 +26,9 @@ from multiprocessing.connection import Connection
 from modules.template_sandbox import TemplateError, TimeUp, compile_in_sandbox, render_in_sandbox
 
 READY = b'{"ready": true}'
+ENCODING = dict(encoding="utf-8", errors="surrogatepass")   # text may hold lone surrogates
 OUTPUT_ALLOWANCE = 1_000_000   # characters a template may write beyond twice what it was given
 NICENESS = 10      # below generation, without starving a chat turn's render on a busy box
-
-
-ENCODING = dict(encoding="utf-8", errors="surrogatepass")   # text may hold lone surrogates
 
 
 def _on_alarm(signum, frame):
