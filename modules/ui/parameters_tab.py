@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import gradio as gr
 from gradio.context import get_render_context
@@ -135,29 +136,33 @@ def _differs(in_use: dict | None, params: dict) -> bool:
 
 # ---- events -------------------------------------------------------------------------------
 
+def _preset_box(store, who, in_use: dict | None, params: dict) -> gr.Dropdown:
+    """This person's presets, the one in use chosen and marked when the values differ."""
+    name = in_use["name"] if in_use else None
+    listed = [(label + MODIFIED if value == name and _differs(in_use, params) else label, value)
+              for label, value in choices(store, who)]
+    return gr.Dropdown(choices=listed, value=name if name in {v for _, v in listed} else None)
+
+
+def _remember(data_dir, who, params: dict, in_use: dict | None) -> str:
+    """Keeps the values for this person's next visit; returns a warning line if that fails."""
+    if who is None:          # a new browser before it has its key: nothing to keep them under
+        return ""
+    try:
+        kept = user_settings.remember(data_dir, who, GenerationParams.from_dict(params),
+                                      in_use["name"] if in_use else None)
+    except OSError as exc:
+        return f"⚠️ Not kept for your next visit: {exc.strerror or exc}"
+    return "" if kept else "⚠️ Too large to be kept for your next visit."
+
+
 def create_generation_handlers(ctx, ui: GenerationUI) -> None:
     library = file_choices.library(ctx)
     store, fields, key = library.presets, ui.fields, ctx.browser_key
     unchanged_fields = [gr.skip()] * len(fields)
 
-    def preset_box(who, in_use, params):
-        """This person's presets, the one in use chosen and marked when the values differ."""
-        name = in_use["name"] if in_use else None
-        listed = [(label + MODIFIED if value == name and _differs(in_use, params) else label, value)
-                  for label, value in choices(store, who)]
-        return gr.Dropdown(choices=listed, value=name if name in {v for _, v in listed} else None)
-
-    def remember(who, params: dict, in_use) -> str:
-        """Keeps the values for this person's next visit; says so when that fails."""
-        if who is None:
-            return ""
-        try:
-            kept = user_settings.remember(library.data_dir, who, GenerationParams.from_dict(params),
-                                          in_use["name"] if in_use else None)
-        except OSError as exc:
-            return f"⚠️ Not kept for your next visit: {exc.strerror or exc}"
-        return "" if kept else "⚠️ Too large to be kept for your next visit."
-
+    preset_box = partial(_preset_box, store)                 # (who, in_use, params)
+    remember = partial(_remember, library.data_dir)          # (who, params, in_use)
     start_in_use, start_params = ui.in_use.value, _initial_params(ctx)
 
     def restore(key_value, request: gr.Request):
