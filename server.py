@@ -29,7 +29,7 @@ def run_inside_the_projects_environment() -> None:
 if __name__ == "__main__":
     run_inside_the_projects_environment()
 
-from modules import cli, model_files  # noqa: E402
+from modules import cli, model_files, template_render  # noqa: E402
 from modules.accounts import (Accounts, AccountsError, client_address_middleware,  # noqa: E402
                               trust_forwarded_headers_from)
 from modules.chat_service import ChatService  # noqa: E402
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> None:
 
     data_dir = Path(args.data_dir) if Path(args.data_dir).is_absolute() else ROOT / args.data_dir
     limits = limits_from_args(args)
+    template_render.configure(limits)       # template size and render time limits
     scheduler = Scheduler()
     models = ModelManager(scheduler, ROOT / args.model_dir if not Path(args.model_dir).is_absolute()
                           else args.model_dir)
