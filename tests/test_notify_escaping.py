@@ -53,3 +53,11 @@ def test_markup_reaches_gradio_as_text():
         notify.warn('<img src=x onerror="alert(1)"> & "quoted"')
     shown = [str(w.message) for w in caught]
     assert '&lt;img src=x onerror=&quot;alert(1)&quot;&gt; &amp; &quot;quoted&quot;' in shown
+
+
+def test_status_lines_show_text_literally():
+    from modules.ui.notify import plain
+    shown = plain('Template error: ![x](http://127.0.0.1:9/leak?q=secret) <img src=x> **bold**')
+    assert "<img" not in shown and "&lt;img src=x&gt;" in shown
+    assert "![x](" not in shown and r"\!\[x\]\(" in shown       # no image, no link
+    assert "**bold**" not in shown

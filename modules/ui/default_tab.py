@@ -94,9 +94,9 @@ def _generation_handlers(ctx: UIContext, ui: DefaultUI) -> None:
             finished = update.finished
             if finished is not None and finished.reason == "error":
                 notify.warn(finished.error)
-                yield gr.skip(), f"⚠️ {update.status}"
+                yield gr.skip(), f"⚠️ {notify.plain(update.status)}"
                 return
-            yield earlier_output + update.text, update.status
+            yield earlier_output + update.text, notify.plain(update.status)
 
     def generate_fresh(prompt, params_values, session_control, key, request: gr.Request):
         yield from run(prompt, "", params_values, session_control, key, request)

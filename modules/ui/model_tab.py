@@ -146,12 +146,12 @@ def _load_unload_reload(ctx, ui, store) -> None:
         try:
             settings = settings_from_form(loader_name, values, ctx.default_load_settings)
         except ValueError as exc:
-            return f"⚠️ {exc}", view.info_text(ctx)
+            return f"⚠️ {notify.plain(exc)}", view.info_text(ctx)
         result = ctx.models.load(name, settings, progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
             notify.warn(result.message)
-            return f"⚠️ {result.message}", view.info_text(ctx)
-        return f"{result.message}{remember(store, name, settings)}", view.info_text(ctx)
+            return f"⚠️ {notify.plain(result.message)}", view.info_text(ctx)
+        return notify.plain(result.message) + remember(store, name, settings), view.info_text(ctx)
 
     def do_reload(request: gr.Request, progress=gr.Progress(), name=None, loader_name=None, *values):
         refusal = _admin_refusal(ctx, request, "reload the model")
@@ -164,13 +164,13 @@ def _load_unload_reload(ctx, ui, store) -> None:
         result = ctx.models.reload(progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
             notify.warn(result.message)
-        return ("" if result.ok else "⚠️ ") + result.message, view.info_text(ctx)
+        return ("" if result.ok else "⚠️ ") + notify.plain(result.message), view.info_text(ctx)
 
     def do_unload(request: gr.Request):
         refusal = _admin_refusal(ctx, request, "unload the model")
         if refusal:
             return refusal, view.info_text(ctx)
-        return ctx.models.unload().message, view.info_text(ctx)
+        return notify.plain(ctx.models.unload().message), view.info_text(ctx)
 
     form = [ui.model, ui.loader, *ui.fields]
     ui.load.click(do_load, form, [ui.status, ui.info], **_MODEL_ACTION)
@@ -190,9 +190,9 @@ def _download(ctx, ui) -> None:
                                            use_token=True, margin_bytes=margin)   # an admin's download
         except hub_download.DownloadError as exc:
             notify.warn(str(exc))
-            return f"⚠️ {exc}", gr.skip(), gr.skip()
+            return f"⚠️ {notify.plain(exc)}", gr.skip(), gr.skip()
         # choosing the new model right away makes Load the next and only step
-        return (result.message, gr.Dropdown(choices=view.choices(ctx), value=result.path.name), view.table(ctx))
+        return (notify.plain(result.message), gr.Dropdown(choices=view.choices(ctx), value=result.path.name), view.table(ctx))
 
     ui.download.click(do_download, [ui.repo, ui.pattern], [ui.download_status, ui.model, ui.table],
                       concurrency_limit=1, concurrency_id="model-download", api_visibility="undocumented")

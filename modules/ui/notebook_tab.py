@@ -57,7 +57,7 @@ def create_event_handlers(ctx: UIContext, ui: SimpleNamespace) -> None:
             params = _params(params_values)
             who = ctx.identify(request, key)
         except (ParamError, ValueError) as exc:
-            yield gr.skip(), gr.skip(), f"⚠️ {exc}"
+            yield gr.skip(), gr.skip(), f"⚠️ {notify.plain(exc)}"
             return
         before = current or ""
         for update in ctx.front_door.stream_completion(who, before, params, session_control):
@@ -66,16 +66,16 @@ def create_event_handlers(ctx: UIContext, ui: SimpleNamespace) -> None:
             finished = update.finished
             if finished is not None and finished.reason == "error":
                 notify.warn(finished.error)
-                yield gr.skip(), gr.skip(), f"⚠️ {update.status}"
+                yield gr.skip(), gr.skip(), f"⚠️ {notify.plain(update.status)}"
                 return
-            yield before + update.text, before, update.status
+            yield before + update.text, before, notify.plain(update.status)
 
     def show_tokens(current, params_values, key, request: gr.Request):
         try:
             who = ctx.identify(request, key)
             tokens = ctx.front_door.token_view(who, current, _params(params_values))
         except (ParamError, LimitExceeded, ValueError) as exc:
-            return f"⚠️ {exc}", []
+            return f"⚠️ {notify.plain(exc)}", []
         rows = [[i, token, _readable(piece)] for i, (token, piece) in enumerate(tokens)]
         return f"**{len(rows)}** tokens", rows
 

@@ -7,6 +7,7 @@ text could run script in the page of whoever sees the toast, so every toast goes
 from __future__ import annotations
 
 import html
+import re
 
 import gradio as gr
 
@@ -19,3 +20,13 @@ def warn(message: object) -> None:
 def info(message: object) -> None:
     """An info toast that shows the message literally."""
     gr.Info(html.escape(str(message)))
+
+
+_MARKDOWN_SPECIALS = re.compile(r"([\\`*_\[\]()!#|~{}])")
+
+
+def plain(message: object) -> str:
+    """Text for a gr.Markdown status line, shown literally: HTML escaped and Markdown's
+    link, image and emphasis characters backslashed, so an error quoting a template, a file
+    name or a model's words can neither add markup nor fetch an image."""
+    return _MARKDOWN_SPECIALS.sub(r"\\\1", html.escape(str(message)))
