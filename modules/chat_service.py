@@ -17,6 +17,7 @@ from typing import Iterator
 
 from modules.chat_modes import Character, prompt_messages
 from modules.chat_session import SessionControl
+from modules.extension_chat import ChatHooks, model_text
 from modules.front_door import FrontDoor
 from modules.history_store import Chat, HistoryStore
 from modules.params import GenerationParams
@@ -89,12 +90,14 @@ class ChatService:
              control: SessionControl) -> Iterator[ChatUpdate]:
         owner = who.owner
         self.check_send(owner, chat_id, text)
+        hooks = ChatHooks(self.door, who, settings, lambda: self._history(owner, chat_id))
+        text, meta = hooks.user_message(text)      # extensions' chat_input_modifier, input_modifier
         if not chat_id:
             chat_id = self.new_chat(owner, settings, title=_title(text))
         elif self._is_untitled(owner, chat_id):
             self.store.rename_chat(owner, chat_id, _title(text))
-        self.store.append_message(owner, chat_id, "user", text)
-        yield from self._reply(who, chat_id, settings, control)
+        self.store.append_message(owner, chat_id, "user", text, meta=meta)
+        yield from self._reply(who, chat_id, settings, control, hooks=hooks)
 
     def regenerate(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
         chat = self.store.get_chat(who.owner, chat_id)
@@ -143,10 +146,14 @@ class ChatService:
         self.store.update_message(owner, chat_id, shown[index].id, content=text, status="done")
 
     # ---- the reply ---------------------------------------------------------------------------
-    def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None):
+    def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None,
+               hooks: ChatHooks | None = None):
         owner = who.owner
         self._remember_settings(owner, chat_id, settings)
         history = self._history(owner, chat_id)
+        hooks = hooks or ChatHooks(self.door, who, settings, lambda: history)
+        settings = hooks.settings                     # after extensions' state_modifier
+        history = hooks.prompt_history(history)       # extensions' history_modifier
         mode_prompt = prompt_messages(settings.mode, history, settings.character,
                                       continue_last=continue_message is not None)
         params = _with_stops(settings.params, mode_prompt.stop_strings)
@@ -159,11 +166,13 @@ class ChatService:
                 self.store.update_message(owner, chat_id, reply_id, status="streaming")
             shown = self.messages(owner, chat_id)
             last_save, text, saved = time.monotonic(), prefix, False
-            stream = admission.stream_chat(mode_prompt.messages, settings.template, control,
-                                           continue_last=continue_message is not None)
+            stream = hooks.stream(admission, mode_prompt, settings.template, control,
+                                  continue_last=continue_message is not None)
             try:
                 for update in stream:
                     text = prefix + update.text
+                    if update.finished is not None:
+                        text = hooks.output(text, update)     # extensions' output_modifier
                     shown[-1] = {"role": "assistant", "content": text}
                     kept = len(text)
                     if update.finished is not None:
@@ -211,7 +220,7 @@ class ChatService:
     def _history(self, owner, chat_id) -> list[dict]:
         if not chat_id:
             return []
-        return [{"role": m.role, "content": m.content}
+        return [{"role": m.role, "content": model_text(m)}
                 for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
 
     def _remember_settings(self, owner, chat_id, settings: ChatSettings) -> None:

@@ -7,6 +7,7 @@ import gradio as gr
 
 from modules.params import GenerationParams
 from modules.ui import chat_tab, default_tab, model_tab, notebook_tab, parameters_tab, template_tab
+from modules.ui import extensions_tab
 from modules.ui.context import UIContext
 
 CSS = """
@@ -49,6 +50,9 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
                 model_tab.build(ctx)
             with gr.Tab("Instruction template", id="template"):
                 template_tab.build(ctx)
+            with gr.Tab("Extensions", id="extensions"):
+                extensions_tab.build(ctx)
+            extensions_tab.build_extension_tabs(ctx)     # extensions whose params say is_tab
         for fn, inputs, outputs in ctx.on_load:
             app.load(fn, inputs, outputs)
     return app

@@ -19,6 +19,7 @@ class UIContext:
     limits: Any = None             # modules.limits.Limits
     front_door: Any = None         # modules.front_door.FrontDoor: every generation enters here
     files: Any = None              # modules.named_files.Library: presets, characters, templates, prompts
+    extensions: Any = None         # modules.extensions.ExtensionRegistry: the extensions and their state
     # per-browser state (gr.State components, created inside the Blocks)
     params_state: Any = None       # dict: the GenerationParams fields in use
     template_state: Any = None     # str | None: chosen instruction template source; None = the model's own
