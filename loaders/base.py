@@ -57,6 +57,7 @@ class Sequence:
 
 class Backend(ABC):
     info: ModelInfo
+    vocab_size: int = 0            # token ids run from 0 to vocab_size - 1
 
     # ---- tokens ----------------------------------------------------------------------
     @abstractmethod

@@ -104,7 +104,7 @@ class LlamaCppBackend(Backend):
                 f"llama.cpp could not load {os.path.basename(path)}: the file is damaged or "
                 f"incomplete (a truncated download?), or its architecture is not supported.")
         self._vocab = ll.llama_model_get_vocab(self._model)
-        self._n_vocab = ll.llama_vocab_n_tokens(self._vocab)
+        self._n_vocab = self.vocab_size = ll.llama_vocab_n_tokens(self._vocab)
         self._n_ctx_train = ll.llama_model_n_ctx_train(self._model)
 
     def _create_context(self, settings: LoadSettings) -> None:

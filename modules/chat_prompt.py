@@ -47,16 +47,18 @@ def build_chat_prompt(
     bos_token: str = "",
     eos_token: str = "",
     continue_last: bool = False,
+    tools: list | None = None,
 ) -> BuiltPrompt:
     """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...].
     budget: tokens the prompt may use (the context minus room for the reply).
-    continue_last: the last message is an assistant reply to be continued, not closed."""
+    continue_last: the last message is an assistant reply to be continued, not closed.
+    tools: function descriptions for templates that take them (the `tools` variable)."""
     template = template or FALLBACK_TEMPLATE
     system = [m for m in messages if m["role"] == "system"][:1]
     turns = [m for m in messages if m["role"] != "system"]
     dropped = 0
     while True:
-        text = _render(template, system + turns, bos_token, eos_token, continue_last)
+        text = _render(template, system + turns, bos_token, eos_token, continue_last, tools)
         n_tokens = count_tokens(text)
         if n_tokens <= budget:
             return BuiltPrompt(text, n_tokens, dropped)
@@ -78,15 +80,17 @@ def build_chat_prompt(
 _CUT = "\u0000cut-here\u0000"     # marks where a continued message ends in the render
 
 
-def _render(template: str, messages: list[dict], bos: str, eos: str, continue_last: bool) -> str:
+def _render(template: str, messages: list[dict], bos: str, eos: str, continue_last: bool,
+            tools: list | None = None) -> str:
+    extra = {"tools": tools} if tools else {}       # left undefined otherwise, as templates expect
     if not continue_last:
         return render_chat_template(template, messages, add_generation_prompt=True,
-                                    bos_token=bos, eos_token=eos)
+                                    bos_token=bos, eos_token=eos, **extra)
     # Render the partial last message as a finished one with a marker at its end, then
     # cut there: the closing markers go, and the model carries on writing that message.
     last = dict(messages[-1], content=messages[-1]["content"] + _CUT)
     rendered = render_chat_template(template, messages[:-1] + [last], add_generation_prompt=False,
-                                    bos_token=bos, eos_token=eos)
+                                    bos_token=bos, eos_token=eos, **extra)
     cut = rendered.rfind(_CUT)
     if cut == -1:
         raise TemplateError("The template does not include the last message, so it cannot be continued.")

@@ -23,10 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Force a loader instead of detecting it from the files.")
     basic.add_argument("--settings", help="A YAML file of default UI settings (sampler values and "
                        "preset, e.g. 'preset: Balanced' or 'temperature: 0.7').")
-    basic.add_argument("--extensions", nargs="+", default=[], help="Extensions to enable at start, by folder "
-                       "name in extensions/; their hooks run in this order (docs/extensions.md).")
-    basic.add_argument("--extension-timeout", type=float, default=10.0, help="Seconds an extension's hook "
-                       "may take for one request; past that the request goes on without it.")
+    basic.add_argument("--extensions", nargs="+", default=[], help="Extensions to load, by folder name in extensions/.")
     basic.add_argument("--verbose", action="store_true", help="Print prompts and backend logs to the console.")
     basic.add_argument("--data-dir", default="data", help="Where chats and per-model settings are stored.")
 
@@ -70,16 +67,24 @@ def build_parser() -> argparse.ArgumentParser:
     net.add_argument("--forwarded-allow-ips", default="", help="Addresses of reverse proxies whose "
                      "X-Forwarded-For header is believed, comma separated. Default: none, so a client "
                      "cannot pretend to be another address.")
-    net.add_argument("--api", action="store_true", help="Also serve an OpenAI-compatible API.")
-    net.add_argument("--api-key", help="Key the API requires in 'Authorization: Bearer KEY'.")
+    api = parser.add_argument_group("API (docs/api.md)")
+    api.add_argument("--api", action="store_true", help="Also serve OpenAI- and Anthropic-compatible endpoints "
+                     "under /v1 on the page's own port (and on --api-port when given).")
+    api.add_argument("--api-port", type=int, default=0, help="Also serve the API alone on this port (0: only "
+                     "on the page's port).")
+    api.add_argument("--api-key", help="Key(s) the API requires, comma separated, as 'Authorization: Bearer KEY' "
+                     "or 'x-api-key: KEY'. Each key counts as one person for the limits.")
+    api.add_argument("--admin-key", help="Key that may load and unload models through the API (it also works as "
+                     "an API key). Without it the page's rule applies: this machine only, without accounts.")
+    api.add_argument("--api-cors-origins", default="", help="Web origins allowed to call the API from a browser "
+                     "on --api-port, comma separated. Default: none (CORS off).")
     add_limit_flags(parser)
     return parser
 
 
 # Flags parsed for compatibility whose feature is not built yet: using one says so.
 NOT_YET_IMPLEMENTED = {
-    "api": "--api: the OpenAI-compatible API is not available yet; the web UI works.",
-    "api_key": "--api-key: has no effect until the API exists.",
+    "extensions": "--extensions: extensions are not loaded yet; the server runs without them.",
 }
 
 

@@ -31,6 +31,10 @@ class Request:
         # Probabilities view: read the prompt, report the likeliest next tokens, stop.
         self.candidates_wanted = candidates_wanted
         self.candidates: list[tuple[int, float]] | None = None
+        # API logprobs: None, or how many alternatives to keep for each generated token;
+        # the scheduler appends ((token, bytes, logprob), [alternatives]) per token.
+        self.logprobs_wanted: int | None = None
+        self.token_logprobs: list = []
         self.finished: Finished | None = None
         self._events: queue.SimpleQueue = queue.SimpleQueue()
         self._cancelled = threading.Event()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import threading
 import traceback
 from collections import deque
@@ -21,6 +22,7 @@ from modules.params import GenerationParams
 from modules.request import Request
 
 log = logging.getLogger(__name__)
+LOG_ZERO = -9999.0          # the log-probability reported for a token the sampler had cut away
 
 
 class Scheduler:
@@ -34,15 +36,19 @@ class Scheduler:
         self._wake = threading.Condition()
         self._model_lock = threading.RLock()   # held for a step, and to swap the model
         self.lease = BackendLease()            # tokenisers on other threads vs. unloading
+        self.on_finished = None                # called with (request, ModelInfo) as a request ends (metrics)
         self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
         self._thread.start()
 
     # ---- callers ----------------------------------------------------------------------
     def submit(self, prompt: str | list[int], params: GenerationParams, owner: str = "",
-               *, candidates: int = 0) -> Request:
+               *, candidates: int = 0, logprobs: int | None = None) -> Request:
         """With candidates > 0 the request generates nothing: it ends once the prompt is
-        read, with request.candidates = the likeliest next (token, probability) pairs."""
+        read, with request.candidates = the likeliest next (token, probability) pairs.
+        With logprobs (0 or more alternatives) each generated token's log-probability is
+        kept in request.token_logprobs (the API's logprobs)."""
         request = Request(prompt, params, owner, candidates_wanted=candidates)
+        request.logprobs_wanted = logprobs
         with self._wake:
             self._waiting.append(request)
             self._wake.notify()
@@ -130,6 +136,8 @@ class Scheduler:
             if backend.is_end_of_generation(token) and not request.params.ban_eos_token:
                 return self._end(seq, request, "stop")
             seq.generated.append(token)
+            if request.logprobs_wanted is not None:
+                self._record_logprobs(backend, seq, request, token)
             request.add_token(token, backend.token_bytes(token, request.params.skip_special_tokens))
         except Exception as exc:
             log.error("request %s failed: %s\n%s", request.id, exc, traceback.format_exc())
@@ -143,6 +151,23 @@ class Scheduler:
             self._end(seq, request, "length")
         else:
             self._feeds[seq] = token
+
+    @staticmethod
+    def _record_logprobs(backend: Backend, seq: Sequence, request: Request, token: int) -> None:
+        """The sampled token's log-probability and the likeliest alternatives, from the same
+        sampler chain as the Probabilities view. Only for requests that ask: it costs a pass
+        over the vocabulary per token."""
+        ranked = backend.top_candidates(seq, max(request.logprobs_wanted, 32))
+        probability = next((p for t, p in ranked if t == token), None)
+        if probability is None:         # drawn from further down: rank the whole vocabulary
+            probability = next((p for t, p in backend.top_candidates(seq, 1 << 30) if t == token), 0.0)
+        skip = request.params.skip_special_tokens
+
+        def entry(candidate: int, probability: float):
+            return (candidate, backend.token_bytes(candidate, skip),
+                    math.log(probability) if probability > 0 else LOG_ZERO)
+        chosen = entry(token, probability)
+        request.token_logprobs.append((chosen, [entry(t, p) for t, p in ranked[:request.logprobs_wanted]]))
 
     def _admit(self) -> None:
         if not self._waiting:          # the common case between tokens: nothing to do
@@ -226,6 +251,15 @@ class Scheduler:
             self._backend.close_sequence(seq)
         finally:
             request.finish(reason, error)
+            self._report_finished(request)
+
+    def _report_finished(self, request: Request) -> None:
+        if self.on_finished is None:
+            return
+        try:
+            self.on_finished(request, self._backend.info if self._backend else None)
+        except Exception:       # metrics must never end a generation
+            log.exception("on_finished failed")
 
     def _drop_all_sequences(self) -> None:
         for seq in list(self._active):

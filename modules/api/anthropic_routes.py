@@ -1,0 +1,223 @@
+"""Anthropic's Messages API: /v1/messages (streamed as its named events) and
+/v1/messages/count_tokens. Shapes follow the `anthropic` package's types (Message,
+RawMessageStreamEvent); content is text, tool_use and tool_result blocks.
+"""
+from __future__ import annotations
+
+import json
+import secrets
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from modules.api import sse
+from modules.api.context import context_of
+from modules.api.errors import ApiError, anthropic_body, as_api_error
+from modules.api.generation import ChatPrompt, EventStream, Generation, closing_on_error, collect, opened, start
+from modules.api.request_params import anthropic_fields, build_params, check_model
+from modules.api.schemas import CountTokensRequest, MessagesRequest, message_text, parse_body
+from modules.api.structured import output_constraints
+from modules.api.tool_plan import ToolPlan, plan_tools
+from modules.events import Finished, TextDelta
+from modules.params import GenerationParams
+from modules.chat_prompt import FALLBACK_TEMPLATE
+from modules.template_render import render_chat_template
+from modules.tool_calls import ToolCallStream, messages_for_template, parse_tool_calls
+
+
+# ---- Anthropic messages -> the template's messages ----------------------------------------------
+def template_messages(body) -> list[dict]:
+    out = []
+    if body.system:
+        out.append({"role": "system", "content": message_text(body.system, "system")})
+    for index, message in enumerate(body.messages):
+        where = f"messages.{index}.content"
+        if isinstance(message.content, str):
+            out.append({"role": message.role, "content": message.content})
+            continue
+        texts, calls = [], []
+        for block in message.content:
+            kind = block.get("type") if isinstance(block, dict) else None
+            if kind == "text" and isinstance(block.get("text"), str):
+                texts.append(block["text"])
+            elif kind == "tool_use" and message.role == "assistant":
+                calls.append({"id": block.get("id", ""), "type": "function",
+                              "function": {"name": block.get("name", ""), "arguments": block.get("input") or {}}})
+            elif kind == "tool_result" and message.role == "user":
+                out.append({"role": "tool", "tool_call_id": block.get("tool_use_id", ""),
+                            "content": message_text(block.get("content"), where)})
+            else:
+                raise ApiError(400, f"{where}: a {kind!r} block is not supported here.", param=where)
+        if texts or calls or not out or out[-1]["role"] != "tool":
+            item = {"role": message.role, "content": "".join(texts)}
+            if calls:
+                item["tool_calls"] = calls
+            out.append(item)
+    return out
+
+
+def functions(body) -> list[dict]:
+    return [{"name": t.name, "description": t.description or "", "parameters": t.input_schema}
+            for t in body.tools or []]
+
+
+def tool_choice_name(choice: dict | None) -> str | None:
+    if choice is None:
+        return None
+    kind = choice.get("type")
+    if kind in ("auto", "none"):
+        return kind
+    if kind == "any":
+        return "required"
+    if kind == "tool" and choice.get("name"):
+        return choice["name"]
+    raise ApiError(400, "tool_choice.type must be 'auto', 'any', 'tool' (with a name) or 'none'.",
+                   param="tool_choice")
+
+
+# ---- /v1/messages -----------------------------------------------------------------------------------
+async def messages(request: Request) -> Response:
+    ctx = context_of(request)
+    who = ctx.keys.identify(request)
+    body = parse_body(await request.body(), MessagesRequest)
+    info = ctx.loaded_info()
+    check_model(body.model, info.name if info else None, ctx.model_names)
+    history = template_messages(body)
+    template = ctx.template_for(None)
+    plan = plan_tools(functions(body), tool_choice_name(body.tool_choice), template, info.loader if info else None)
+    params = build_params(body.model_extra, anthropic_fields(body), preset=body.preset,
+                          preset_store=ctx.preset_store, who=who, max_tokens_limit=ctx.limits.max_new_tokens_limit)
+    params = output_constraints(params, None, plan, info, body.model_extra or {})
+    typed = max((m["content"] for m in history), key=len)
+    generation = await start(ctx.door, who, params, typed=typed,
+                             chat=ChatPrompt(messages_for_template(history), template, plan.template_tools))
+    with closing_on_error(generation):
+        reply = MessageReply(body.model or (info.name if info else ""), plan, generation, params)
+        if body.stream:
+            events = await opened(generation, request.receive)
+            return EventStream(reply.stream(events), generation)
+        return JSONResponse(await reply.whole(request.receive))
+
+
+class MessageReply:
+    def __init__(self, model: str, plan: ToolPlan, generation: Generation, params: GenerationParams):
+        self.id, self.model, self.plan, self.generation = "msg_" + secrets.token_hex(12), model, plan, generation
+        self.stops = set(params.custom_stopping_strings)
+
+    def _stop(self, finished: Finished, calls) -> tuple[str, str | None]:
+        if calls:
+            return "tool_use", None
+        if finished.reason == "length":
+            return "max_tokens", None
+        stopped_by = self.generation.request.reply.stopped_by
+        if stopped_by in self.stops:
+            return "stop_sequence", stopped_by
+        return "end_turn", None
+
+    def _message(self, content: list, stop: tuple[str | None, str | None], output_tokens: int) -> dict:
+        return {"id": self.id, "type": "message", "role": "assistant", "model": self.model, "content": content,
+                "stop_reason": stop[0], "stop_sequence": stop[1],
+                "usage": {"input_tokens": self.generation.prompt_tokens, "output_tokens": output_tokens}}
+
+    async def whole(self, receive) -> dict:
+        text, finished, _ = await collect(self.generation, receive)
+        content_text, calls = parse_tool_calls(text, self.plan.names) if self.plan.parse else (text, [])
+        content = [{"type": "text", "text": content_text}] if content_text or not calls else []
+        content += [_tool_use(call) for call in calls]
+        return self._message(content, self._stop(finished, calls), finished.n_tokens)
+
+    async def stream(self, events):
+        calls_stream = ToolCallStream(self.plan.names) if self.plan.parse else None
+        yield sse.event("message_start", {"type": "message_start", "message": self._message([], (None, None), 0)})
+        yield sse.event("ping", {"type": "ping"})
+        blocks = TextBlocks()
+        async for event in events:
+            if isinstance(event, TextDelta):
+                text = calls_stream.feed(event.text) if calls_stream else event.text
+                for block in blocks.text(text):
+                    yield block
+                continue
+            if event.reason == "error":
+                yield sse.event("error", anthropic_body(ApiError(500, event.error or "The generation failed.")))
+                return
+            rest, calls = calls_stream.finish() if calls_stream else ("", [])
+            for block in blocks.text(rest):
+                yield block
+            for block in blocks.close_text():
+                yield block
+            for call in calls:
+                for block in blocks.tool_use(call):
+                    yield block
+            stop_reason, stop_sequence = self._stop(event, calls)
+            yield sse.event("message_delta", {"type": "message_delta",
+                                              "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                                              "usage": {"output_tokens": event.n_tokens}})
+            yield sse.event("message_stop", {"type": "message_stop"})
+
+
+class TextBlocks:
+    """Numbers the content blocks of a streamed message and opens/closes them in order."""
+
+    def __init__(self):
+        self.index = -1
+        self.text_open = False
+
+    def text(self, text: str):
+        if not text:
+            return
+        if not self.text_open:
+            self.index += 1
+            self.text_open = True
+            yield sse.event("content_block_start", {"type": "content_block_start", "index": self.index,
+                                                    "content_block": {"type": "text", "text": ""}})
+        yield sse.event("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                "delta": {"type": "text_delta", "text": text}})
+
+    def close_text(self):
+        if self.text_open:
+            self.text_open = False
+            yield sse.event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+    def tool_use(self, call):
+        self.index += 1
+        block = dict(_tool_use(call), input={})
+        yield sse.event("content_block_start", {"type": "content_block_start", "index": self.index,
+                                                "content_block": block})
+        yield sse.event("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                "delta": {"type": "input_json_delta",
+                                                          "partial_json": json.dumps(call.arguments)}})
+        yield sse.event("content_block_stop", {"type": "content_block_stop", "index": self.index})
+
+
+def _tool_use(call) -> dict:
+    return {"type": "tool_use", "id": "toolu_" + call.id.removeprefix("call_"), "name": call.name,
+            "input": call.arguments}
+
+
+# ---- /v1/messages/count_tokens ----------------------------------------------------------------------
+async def count_tokens(request: Request) -> Response:
+    """Tokens of the whole prompt as the template renders it (nothing left out to fit)."""
+    ctx = context_of(request)
+    who = ctx.keys.identify(request)
+    body = parse_body(await request.body(), CountTokensRequest)
+    info = ctx.loaded_info()
+    check_model(body.model, info.name if info else None, ctx.model_names)
+    history = messages_for_template(template_messages(body))
+    tools = [{"type": "function", "function": f} for f in functions(body)] or None
+    template = ctx.template_for(None)
+    params = GenerationParams()
+    try:
+        with ctx.door.admit(who, params, text=max((m["content"] for m in history), key=len)) as admission:
+            text = await run_in_threadpool(_render, template, history, tools, info)
+            tokens = await run_in_threadpool(admission.tokenize, text)
+    except Exception as exc:
+        raise as_api_error(exc) from None
+    return JSONResponse({"input_tokens": len(tokens)})
+
+
+def _render(template, history, tools, info) -> str:
+    extra = {"tools": tools} if tools else {}
+    return render_chat_template(template or FALLBACK_TEMPLATE, history, add_generation_prompt=True,
+                                bos_token=info.bos_token if info else "",
+                                eos_token=info.eos_token if info else "", **extra)
