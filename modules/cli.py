@@ -23,7 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Force a loader instead of detecting it from the files.")
     basic.add_argument("--settings", help="A YAML file of default UI settings (sampler values and "
                        "preset, e.g. 'preset: Balanced' or 'temperature: 0.7').")
-    basic.add_argument("--extensions", nargs="+", default=[], help="Extensions to load, by folder name in extensions/.")
+    basic.add_argument("--extensions", nargs="+", default=[], help="Extensions to enable at start, by folder "
+                       "name in extensions/; their hooks run in this order (docs/extensions.md).")
+    basic.add_argument("--extension-timeout", type=float, default=10.0, help="Seconds an extension's hook "
+                       "may take for one request; past that the request goes on without it.")
     basic.add_argument("--verbose", action="store_true", help="Print prompts and backend logs to the console.")
     basic.add_argument("--data-dir", default="data", help="Where chats and per-model settings are stored.")
 
@@ -84,7 +87,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Flags parsed for compatibility whose feature is not built yet: using one says so.
 NOT_YET_IMPLEMENTED = {
-    "extensions": "--extensions: extensions are not loaded yet; the server runs without them.",
 }
 
 

@@ -23,6 +23,9 @@ from typing import Iterator
 
 from modules.chat_prompt import BuiltPrompt, PromptTooLong, build_chat_prompt
 from modules.chat_session import ReplyUpdate, SessionControl, failure_update, follow_request
+from modules.extension_generation import (LeasedTokenizer, custom_reply_updates, modified_prompt,
+                                          token_counter, tokenizer_in_context)
+from modules.extension_state import read_state, tgw_state
 from modules.limits import Limits
 from modules.params import GenerationParams
 from modules.request_limits import LimitExceeded, RequestLimits
@@ -86,9 +89,10 @@ def check_params(params: GenerationParams, limits: Limits) -> tuple[GenerationPa
 
 
 class FrontDoor:
-    def __init__(self, scheduler: Scheduler, limits: Limits | None = None):
+    def __init__(self, scheduler: Scheduler, limits: Limits | None = None, extensions=None):
         self.scheduler = scheduler
         self.limits = limits or Limits()
+        self.extensions = extensions     # modules.extensions.ExtensionRegistry, or None
         self._slots = RequestLimits(self.limits.max_requests_per_user, self.limits.max_input_chars)
         self._address_slots = RequestLimits(self.limits.max_requests_per_address, self.limits.max_input_chars,
                                             who="Browsers at your address have")
@@ -107,6 +111,15 @@ class FrontDoor:
     def _address_slot(self, who: Identity):
         key = who.address_key
         return self._address_slots.slot(key) if key else nullcontext()
+
+    def hooks(self, who: Identity):
+        """The extension hooks of one request by `who` (modules/extension_runner.py), or
+        None when no extension is on."""
+        if self.extensions is None or not self.extensions.enabled():
+            return None
+        runner = self.extensions.runner(who)
+        runner.tgw_tokenizer = LeasedTokenizer(self.scheduler)
+        return runner
 
     def limits_check_input(self, text: str) -> None:
         """Raises InputTooLong when `text` is longer than one message may be."""
@@ -145,6 +158,18 @@ class Admission:
         self.who = who
         self.params = params
         self.notices = notices
+        self.hooks = door.hooks(who)      # extension hooks for this request, or None
+        self.state: dict | None = None    # the extensions' TGW `state` (the chat sets its own)
+
+    def replace_params(self, params: GenerationParams) -> None:
+        """Settings an extension changed, checked against the same limits as the person's."""
+        self.params, notices = check_params(params, self._door.limits)
+        self.notices += notices
+
+    def extension_state(self) -> dict:
+        if self.state is None:
+            self.state = tgw_state(self.params)
+        return self.state
 
     def _submit(self, prompt, *, candidates: int = 0):
         return self._scheduler.submit(prompt, self.params, owner=self.who.limits_key, candidates=candidates)
@@ -164,7 +189,7 @@ class Admission:
             info = backend.info
             reserve = min(params.max_new_tokens, info.n_ctx // 2)
             return build_chat_prompt(
-                messages, template, lambda text: len(backend.tokenize(text, add_bos=params.add_bos_token)),
+                messages, template, token_counter(self.hooks, backend, params.add_bos_token),
                 info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
                 continue_last=continue_last, tools=tools)
 
@@ -177,12 +202,53 @@ class Admission:
         except (NoModelLoaded, PromptTooLong, TemplateError) as exc:
             yield failure_update(str(exc))
             return
-        notices = self.notices + ([prompt.notice] if prompt.notice else [])
-        yield from follow_request(self._submit(prompt.text), control, notices)
+        self.notices += [prompt.notice] if prompt.notice else []
+        yield from self.stream_prompt(prompt.text, control, is_chat=True)
+
+    def stream_prompt(self, text: str, control: SessionControl | None = None, *, is_chat: bool = False,
+                      original: str | None = None) -> Iterator[ReplyUpdate]:
+        """Generates after a finished prompt: from an extension's custom_generate_reply when
+        one is on, else from the model, with tokenizer_modifier applied to its tokens."""
+        hooks = self.hooks
+        if hooks is None:
+            yield from follow_request(self._submit(text), control, self.notices)
+            return
+        state, stops = self.extension_state(), list(self.params.custom_stopping_strings)
+        items = hooks.custom_reply(text, text if original is None else original, state, stops, is_chat)
+        if items is not None:
+            first = next(items, None)
+            if first is not None:     # else it failed before writing anything: the model answers
+                yield from custom_reply_updates(_chain(first, items), stops, control, self.notices, hooks)
+                return
+        with self._scheduler.leased_backend() as backend:
+            if backend is None:
+                yield failure_update(NO_MODEL)
+                return
+            ids = (backend.tokenize(text, add_bos=self.params.add_bos_token)
+                   if hooks.has("tokenizer_modifier") else None)
+        with tokenizer_in_context(self._scheduler):
+            prompt = modified_prompt(hooks, state, text, ids)
+        yield from follow_request(self._submit(prompt), control, self.notices + hooks.take_notices())
 
     def stream_completion(self, text: str, control: SessionControl | None = None) -> Iterator[ReplyUpdate]:
-        """Continues `text`; each update's text is the continuation so far."""
-        yield from follow_request(self._submit(text or ""), control, self.notices)
+        """Continues `text`; each update's text is the continuation so far. Extensions'
+        state_modifier and input_modifier see the request first, output_modifier the
+        finished continuation (is_chat=False, as in TGW's Default and Notebook tabs)."""
+        hooks = self.hooks
+        if hooks is None:
+            yield from follow_request(self._submit(text or ""), control, self.notices)
+            return
+        self.state = hooks.state(self.extension_state())
+        result = read_state(self.state, self.params, "instruct", None)
+        self.notices += result.notices
+        if result.params != self.params:
+            self.replace_params(result.params)
+        prompt = hooks.input(text or "", self.state, is_chat=False)
+        for update in self.stream_prompt(prompt, control, original=text or ""):
+            if update.finished is not None and update.finished.ok:
+                update.text = hooks.output(update.text, self.state, is_chat=False)
+                update.notices = update.notices + hooks.take_notices()
+            yield update
 
     def token_view(self, text: str) -> list[tuple[int, str]]:
         """(id, text) of each token the model reads for `text`, exactly as a generation
@@ -226,3 +292,8 @@ class Admission:
                 raise NoModelLoaded(NO_MODEL)
             return [Candidate(token, backend.token_text(token), probability)
                     for token, probability in (request.candidates or [])]
+
+
+def _chain(first, rest):
+    yield first
+    yield from rest
