@@ -23,7 +23,7 @@ log = logging.getLogger("extensions")
 INTRO = ("Extensions add to what the server does (text-generation-webui's extension scripts: "
          "`extensions/<name>/script.py`). Their hooks run in the order they were switched on. "
          "Settings inside an extension's own controls are yours alone.")
-STATUS_MARKS = {"ok": "✅ on", "failing": "⚠️ failing", "not loaded": "❌ could not be loaded", "off": "off"}
+STATUS_MARKS = {"ok": "on", "failing": "on, failing", "not loaded": "could not be loaded", "off": "off"}
 
 
 @dataclass
@@ -32,7 +32,7 @@ class ExtensionsUI:
     enabled: gr.CheckboxGroup
     apply: gr.Button
     refresh: gr.Button
-    status: gr.Markdown
+    status: gr.HTML
     table: gr.HTML
 
 
@@ -56,7 +56,7 @@ def create_ui(ctx: UIContext) -> ExtensionsUI:
         apply = gr.Button("Apply", variant="primary", elem_id="extensions-apply", visible=False, scale=0,
                           min_width=120)
         refresh = gr.Button("Refresh the list", elem_id="extensions-refresh", scale=0, min_width=160)
-    status = gr.Markdown(elem_id="extensions-status")
+    status = gr.HTML(elem_id="extensions-status")
     table = gr.HTML(_table(registry), elem_id="extensions-list")
     return ExtensionsUI(role_note, enabled, apply, refresh, status, table)
 
@@ -83,10 +83,10 @@ def create_event_handlers(ctx: UIContext, ui: ExtensionsUI) -> None:
             require_admin(ctx.identify(request, need_owner=False), "switch extensions on or off")
         except (NotAdmin, PermissionError) as exc:
             notify.warn(exc)
-            return notify.plain(exc), gr.skip(), _table(registry)
+            return _paragraph(str(exc)), gr.skip(), _table(registry)
         messages = registry.set_enabled([n for n in names or [] if isinstance(n, str)])
         log.info("Extensions switched by an admin; now on: %s", ", ".join(registry.enabled_names()) or "none")
-        return (notify.plain(" ".join(messages) or "Nothing changed."),
+        return (_paragraph(" ".join(messages) or "Nothing changed."),
                 gr.CheckboxGroup(choices=_choices(registry), value=registry.enabled_names()), _table(registry))
     ui.apply.click(apply, [ui.enabled], [ui.status, ui.enabled, ui.table], **common.QUIET)
     ui.refresh.click(lambda: _table(registry), None, ui.table, **common.QUIET)
@@ -140,6 +140,10 @@ def _run_ui(registry, extension) -> None:
         log.error("Extension '%s': ui() failed:\n%s", extension.name, traceback.format_exc())
         registry.record_failure(extension, "ui", f"ui() raised {type(exc).__name__}: {exc}")
         gr.Markdown(notify.plain(f"This extension's controls could not be built: {exc}"))
+
+
+def _paragraph(text: str) -> str:
+    return f"<p>{html.escape(text)}</p>"
 
 
 def _choices(registry) -> list[tuple[str, str]]:
