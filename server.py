@@ -33,6 +33,7 @@ from modules import cli, model_files, template_render  # noqa: E402
 from modules.accounts import (Accounts, AccountsError, client_address_middleware,  # noqa: E402
                               trust_forwarded_headers_from)
 from modules.chat_service import ChatService  # noqa: E402
+from modules.extensions import registry_from_flags  # noqa: E402
 from modules.front_door import FrontDoor  # noqa: E402
 from modules.history_store import HistoryStore  # noqa: E402
 from modules.limits import limits_from_args  # noqa: E402
@@ -43,7 +44,7 @@ from modules.roles import AccessPolicy  # noqa: E402
 from modules.safe_files import atomic_write_text  # noqa: E402
 from modules.web_security import content_security_policy_middleware  # noqa: E402
 from modules.scheduler import Scheduler  # noqa: E402
-from modules.settings_file import SettingsError, load_default_params  # noqa: E402
+from modules.settings_file import SettingsError, load_default_params, load_settings_mapping  # noqa: E402
 from modules.ui.app import CSS, build_app  # noqa: E402
 from modules.ui.context import UIContext  # noqa: E402
 
@@ -68,6 +69,14 @@ def main(argv: list[str] | None = None) -> None:
         log.error("%s", exc)
         notices.append(f"**Settings file ignored:** {exc}")
         default_params = None
+    try:
+        settings_values = load_settings_mapping(args.settings or None)
+    except SettingsError:
+        settings_values = {}                    # reported just above
+    extensions, messages = registry_from_flags(ROOT, args.extensions, settings_values, args.extension_timeout)
+    for message in messages:
+        log.warning("Extensions: %s", message)
+    notices += [f"**Extensions:** {message}" for message in messages]
 
     data_dir = Path(args.data_dir) if Path(args.data_dir).is_absolute() else ROOT / args.data_dir
     limits = limits_from_args(args)
@@ -100,10 +109,10 @@ def main(argv: list[str] | None = None) -> None:
     interrupted = store.mark_interrupted()
     if interrupted:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
-    door = FrontDoor(scheduler, limits)
+    door = FrontDoor(scheduler, limits, extensions=extensions)
     ctx = UIContext(scheduler=scheduler, models=models, root=ROOT, default_load_settings=load_settings,
                     chat=ChatService(door, store), policy=policy, limits=limits, front_door=door,
-                    files=Library(ROOT, data_dir))
+                    files=Library(ROOT, data_dir), extensions=extensions)
     ctx.extras["data_dir"] = data_dir
     if not args.settings and default_params is not None:
         ctx.extras["start_preset"] = DEFAULT_PRESET          # what the sliders start with
@@ -112,7 +121,8 @@ def main(argv: list[str] | None = None) -> None:
     app.queue(default_concurrency_limit=None)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
     app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
-               inbrowser=False, quiet=True, ssr_mode=False, css=CSS,
+               inbrowser=False, quiet=True, ssr_mode=False, css=CSS + extensions.custom_css(),
+               js=extensions.custom_js() or None,
                max_file_size=limits.max_upload_mb * 2**20,     # bytes; a larger upload gets 413
                # the policy wraps everything, the log-in middleware's own answers included;
                # the client address feeds the log-in throttle
