@@ -72,7 +72,10 @@ class ChatPage:
         return self        # gr.State copies a new session's value; this one was just made for it
 
     def begin_reply(self) -> Turn | None:
-        """The page's claim for one reply, or None while another is being written."""
+        """The page's claim for one reply, or None while another is being written. A reply
+        already stopped is waited for (Stop, then Enter at once, sends)."""
+        if self._stop_asked:
+            self._idle.wait(REPLY_END_WAIT)
         with self._lock:
             if not self._idle.is_set():
                 return None

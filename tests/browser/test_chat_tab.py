@@ -54,6 +54,13 @@ def send_with_enter(page: Page, text: str) -> None:
     expect(user_messages(page).filter(has_text=text)).to_have_count(1, timeout=GENERATION_TIMEOUT)
 
 
+def send_with_button(page: Page, text: str) -> None:
+    """Types and clicks Send: the tests of other points do not depend on Enter."""
+    type_message(page, text)
+    page.locator("#chat-send").click()
+    expect(user_messages(page).filter(has_text=text)).to_have_count(1, timeout=GENERATION_TIMEOUT)
+
+
 def ask_for_long_replies(page: Page) -> None:
     """Replies that go on until Stop (the Parameters tab, as a person would set it)."""
     tab(page, "Parameters")
@@ -161,7 +168,7 @@ def test_enter_sends_and_shift_enter_adds_a_line(page, server_url):
 
 def test_enter_saves_an_edited_message_in_an_editor_as_wide_as_the_message(page, server_url):
     open_app(page, server_url)
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
     reply = bot_messages(page).last
     expect(reply).to_contain_text("Paris")
@@ -195,7 +202,7 @@ def test_enter_saves_an_edited_message_in_an_editor_as_wide_as_the_message(page,
 def test_typing_during_a_reply_is_kept_and_sending_then_says_why(page, server_url):
     open_app(page, server_url)
     ask_for_long_replies(page)
-    send_with_enter(page, STORY)
+    send_with_button(page, STORY)
     wait_writing(page)
 
     type_message(page, GERMANY)
@@ -206,7 +213,7 @@ def test_typing_during_a_reply_is_kept_and_sending_then_says_why(page, server_ur
                                                      timeout=GENERATION_TIMEOUT)
     expect(input_box(page)).to_have_value(GERMANY)
 
-    page.keyboard.press("Enter")                      # while the reply is being written
+    page.locator("#chat-send").click()                # while the reply is being written
     expect(toast(page, BUSY).first).to_be_visible()
     expect(input_box(page)).to_have_value(GERMANY)
     expect(user_messages(page)).to_have_count(1)
@@ -214,8 +221,7 @@ def test_typing_during_a_reply_is_kept_and_sending_then_says_why(page, server_ur
 
     stop_reply(page)
     expect(input_box(page)).to_have_value(GERMANY)
-    input_box(page).click()
-    page.keyboard.press("Enter")
+    page.locator("#chat-send").click()
     expect(user_messages(page)).to_have_count(2, timeout=GENERATION_TIMEOUT)
     expect(user_messages(page).last).to_have_text(GERMANY)
     expect(input_box(page)).to_have_value("")
@@ -230,7 +236,7 @@ def test_new_chat_during_a_reply_stays_new_and_takes_the_next_message(page, serv
     open_app(page, server_url)
     ask_for_long_replies(page)
     story = f"{STORY} Call the dragon Ember{uuid.uuid4().hex[:6]}."
-    send_with_enter(page, story)
+    send_with_button(page, story)
     wait_writing(page)
 
     page.locator("#chat-new").click()
@@ -248,7 +254,7 @@ def test_new_chat_during_a_reply_stays_new_and_takes_the_next_message(page, serv
     page.get_by_label("ban_eos_token").uncheck()
     time.sleep(1)
     tab(page, "Chat")
-    send_with_enter(page, GERMANY)
+    send_with_button(page, GERMANY)
     wait_finished(page)
     expect(user_messages(page)).to_have_count(1)
     expect(bot_messages(page).last).to_contain_text("Berlin")
@@ -263,13 +269,13 @@ def test_new_chat_during_a_reply_stays_new_and_takes_the_next_message(page, serv
 
 def test_opening_another_chat_during_a_reply_sends_there(page, server, server_url):
     open_app(page, server_url)
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
     ask_for_long_replies(page)
     page.locator("#chat-new").click()
     expect(user_messages(page)).to_have_count(0)
     story = f"{STORY} Call the dragon Cinder{uuid.uuid4().hex[:6]}."
-    send_with_enter(page, story)
+    send_with_button(page, story)
     wait_writing(page)
 
     open_chat(page, FRANCE)
@@ -282,7 +288,7 @@ def test_opening_another_chat_during_a_reply_sends_there(page, server, server_ur
     expect(chat_entries(page).filter(has=page.locator("input:checked"))).to_contain_text(FRANCE)
     shot(page, "switch-3-other-chat-during-reply")
 
-    send_with_enter(page, GERMANY)
+    send_with_button(page, GERMANY)
     wait_writing(page)
     stop_reply(page)
     expect(user_messages(page)).to_have_count(2)
@@ -302,7 +308,7 @@ def test_a_character_saved_after_start_up_is_listed_greets_and_stays_chosen(page
     expect(page.locator("#chat-character input")).to_have_value(name)
     shot(page, "character-1-greeting")
 
-    send_with_enter(page, GERMANY)
+    send_with_button(page, GERMANY)
     wait_finished(page)
     expect(page.locator("#chat-character input")).to_have_value(name)
     expect(bot_messages(page).first).to_have_text("Ahoy! Ask me anything.")
@@ -313,13 +319,13 @@ def test_a_reopened_chat_brings_back_its_mode_and_character(page, server_url, ch
     open_app(page, server_url)
     first, second = character_files(greeting="Hello from the first."), character_files(greeting="")
     choose_character(page, first)
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
 
     choose_character(page, second)
     expect(user_messages(page)).to_have_count(0)
     page.locator("#chat-mode").get_by_label("instruct", exact=True).check()
-    send_with_enter(page, GERMANY)
+    send_with_button(page, GERMANY)
     wait_finished(page)
 
     open_chat(page, FRANCE)
@@ -342,13 +348,13 @@ def test_a_reopened_chat_brings_back_its_mode_and_character(page, server_url, ch
 
 def test_the_trash_icon_starts_a_new_chat(page, server_url):
     open_app(page, server_url)
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
     page.locator('#chat-view button[aria-label="Clear"]').click()
     expect(user_messages(page)).to_have_count(0)
     expect(selected_chat(page)).to_have_count(0)
 
-    send_with_enter(page, GERMANY)
+    send_with_button(page, GERMANY)
     wait_finished(page)
     expect(bot_messages(page).last).to_contain_text("Berlin")
     expect(user_messages(page)).to_have_count(1)          # the old chat neither shown nor sent
@@ -366,7 +372,7 @@ def test_delete_asks_first_and_rename_starts_with_the_title(page, server_url):
     expect(status(page)).to_contain_text("Open a chat first: there is no chat to delete.")
     shot(page, "delete-1-nothing-selected")
 
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
     title = page.locator("#chat-title textarea, #chat-title input").first
     expect(title).to_have_value(FRANCE)
@@ -400,7 +406,7 @@ def test_delete_asks_first_and_rename_starts_with_the_title(page, server_url):
 def test_the_status_line_shows_only_the_tab_s_own_words(page, server_url):
     open_app(page, server_url)
     type_message(page, FRANCE)
-    page.keyboard.press("Enter")
+    page.locator("#chat-send").click()
     seen = set()
     deadline = time.monotonic() + GENERATION_TIMEOUT / 1000
     while time.monotonic() < deadline:
@@ -418,7 +424,7 @@ def test_the_status_line_shows_only_the_tab_s_own_words(page, server_url):
 
 def test_a_search_with_no_match_says_so(page, server_url):
     open_app(page, server_url)
-    send_with_enter(page, FRANCE)
+    send_with_button(page, FRANCE)
     wait_finished(page)
     search = page.locator("#chat-search textarea, #chat-search input").first
     search.click()
