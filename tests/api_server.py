@@ -15,6 +15,15 @@ KEY = "test-key-alice-0123456789"
 OTHER_KEY = "test-key-bob-9876543210"
 ADMIN_KEY = "test-admin-key-abcdefghij"
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
+# A ChatML template that shows tools the Hermes way (SmolLM2's own ignores them).
+HERMES_TEMPLATE = (
+    "{%- if tools %}<|im_start|>system\nYou can call these tools:\n"
+    "{% for t in tools %}{{ t.function | tojson }}\n{% endfor %}"
+    'Call one as <tool_call>{"name": NAME, "arguments": {...}}</tool_call>.<|im_end|>\n{% endif %}'
+    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
+    "{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
+    "{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 def serve(workdir, extra_args=(), **kwargs):

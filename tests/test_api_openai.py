@@ -10,16 +10,8 @@ import jsonschema
 import openai
 import pytest
 
-from tests.api_server import KEY, MODEL, metric, serve_with_keys, wait_for
+from tests.api_server import HERMES_TEMPLATE, KEY, MODEL, metric, serve_with_keys, wait_for
 
-HERMES_TEMPLATE = (
-    "{%- if tools %}<|im_start|>system\nYou can call these tools:\n"
-    "{% for t in tools %}{{ t.function | tojson }}\n{% endfor %}"
-    'Call one as <tool_call>{"name": NAME, "arguments": {...}}</tool_call>.<|im_end|>\n{% endif %}'
-    "{% for m in messages %}<|im_start|>{{ m.role }}\n"
-    "{% if m.tool_calls %}{% for c in m.tool_calls %}<tool_call>{{ c.function | tojson }}</tool_call>{% endfor %}"
-    "{% else %}{{ m.content }}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 WEATHER = {"type": "function", "function": {
     "name": "get_weather", "description": "The weather in a city",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}

@@ -62,6 +62,16 @@ def functions(body) -> list[dict]:
             for t in body.tools or []]
 
 
+def response_format(output_config: dict | None) -> dict | None:
+    """Anthropic's structured outputs (output_config.format) as OpenAI's response_format."""
+    output_format = (output_config or {}).get("format")
+    if not output_format:
+        return None
+    if not isinstance(output_format, dict) or output_format.get("type") != "json_schema":
+        raise ApiError(400, "output_config.format.type must be 'json_schema'.", param="output_config")
+    return {"type": "json_schema", "json_schema": {"schema": output_format.get("schema")}}
+
+
 def tool_choice_name(choice: dict | None) -> str | None:
     if choice is None:
         return None
@@ -84,11 +94,11 @@ async def messages(request: Request) -> Response:
     info = ctx.loaded_info()
     check_model(body.model, info.name if info else None, ctx.model_names)
     history = template_messages(body)
-    template = ctx.template_for(None)
+    template = ctx.template_for(body.chat_template)
     plan = plan_tools(functions(body), tool_choice_name(body.tool_choice), template, info.loader if info else None)
     params = build_params(body.model_extra, anthropic_fields(body), preset=body.preset,
                           preset_store=ctx.preset_store, who=who, max_tokens_limit=ctx.limits.max_new_tokens_limit)
-    params = output_constraints(params, None, plan, info, body.model_extra or {})
+    params = output_constraints(params, response_format(body.output_config), plan, info, body.model_extra or {})
     typed = max((m["content"] for m in history), key=len)
     generation = await start(ctx.door, who, params, typed=typed,
                              chat=ChatPrompt(messages_for_template(history), template, plan.template_tools))
@@ -205,7 +215,7 @@ async def count_tokens(request: Request) -> Response:
     check_model(body.model, info.name if info else None, ctx.model_names)
     history = messages_for_template(template_messages(body))
     tools = [{"type": "function", "function": f} for f in functions(body)] or None
-    template = ctx.template_for(None)
+    template = ctx.template_for(body.chat_template)
     params = GenerationParams()
     try:
         with ctx.door.admit(who, params, text=max((m["content"] for m in history), key=len)) as admission:

@@ -103,7 +103,9 @@ class MessagesRequest(Lenient):
     top_k: Optional[int] = None
     tools: Optional[list[AnthropicTool]] = None
     tool_choice: Optional[dict] = None
+    output_config: Optional[dict] = None        # {"format": {"type": "json_schema", "schema": {...}}}
     preset: Optional[str] = None
+    chat_template: Optional[str] = None         # as in chat completions: a template for this request only
 
 
 class CountTokensRequest(Lenient):
@@ -111,6 +113,7 @@ class CountTokensRequest(Lenient):
     messages: list[AnthropicMessage] = Field(min_length=1)
     system: Union[str, list[dict], None] = None
     tools: Optional[list[AnthropicTool]] = None
+    chat_template: Optional[str] = None
 
 
 # ---- ours (text-generation-webui's internal endpoints) --------------------------------------
