@@ -17,7 +17,8 @@ CSS = """
 .sampler-fields .sampler-field { flex: 1 1 240px !important; min-width: min(240px, 100%) !important; }
 .sampler-field .label-text, .sampler-field [data-testid="block-info"] { overflow-wrap: anywhere; }
 /* Gradio 6 draws its "processing | 0.1s" tracker over Markdown even with show_progress="hidden" */
-#chat-status [data-testid="status-tracker"] { display: none !important; }
+#chat-status [data-testid="status-tracker"], #template-in-use [data-testid="status-tracker"],
+#template-box-status [data-testid="status-tracker"] { display: none !important; }
 /* the chat view's message editor as wide as a message may be (Gradio sizes it to the bubble
    and the text wraps); the row keeps Gradio's max-width */
 #chat-view .message-row:has(.edit-textarea), #chat-view .message-row:has(.edit-textarea) .role,

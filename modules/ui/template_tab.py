@@ -1,22 +1,35 @@
 """The Instruction template tab: which chat template formats the prompt.
 
-The code box holds the template in use, as in text-generation-webui: choosing a template
-loads it there, and edits apply as soon as they render. ctx.template_state holds that
-source, or None for the loaded model's own template. Storage and preview live in
-modules.instruction_templates; saved templates are the shared ones and each person's
-private ones (the server's Library).
+A template goes into use in three ways only, each an explicit act that first renders the
+sample conversation: choosing one in the list (a saved one, or the model's own), saving the
+box under a name, or "Use this template" for the text in the box. Typing changes only the
+preview (rendered once typing pauses) and the note under the box, so half-typed text, which
+often renders (the editor closes "{" to "{}" at once), never reaches a prompt.
+
+Two lines say where things stand and never overlap: above the box, which template is in use
+(the model's own, a saved one by name, or an edited one and when it was applied); under the
+box, whether its text is that template, has changes not in use yet, or has an error.
+
+ctx.template_state holds the source in use, None for the loaded model's own template; the
+Chat tab reads it. Storage and preview live in modules.instruction_templates; saved
+templates are the shared ones and each person's private ones (the server's Library).
 """
 from __future__ import annotations
 
 import re
+from datetime import datetime
+from types import SimpleNamespace
 
 import gradio as gr
 
 from modules import instruction_templates as templates
-from modules.ui import file_choices
 from modules.template_render import TemplateError
+from modules.ui import file_choices
 
 MODEL_OWN = "(the model's own template)"
+MATCHES_IN_USE = "The box shows the template in use."
+HAS_CHANGES = "The box has changes that are not in use yet: *Use this template* puts them in use."
+EMPTY = "The box is empty: write a template here, or choose one in the list."
 # UI plumbing, not an API: kept out of the API page. "always_last" on live edits makes
 # sure the final value of a typing burst is never dropped.
 _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="undocumented")
@@ -27,106 +40,167 @@ _AFTER_TYPING_PAUSES = """() => new Promise((resolve) => {
     clearTimeout(window.templatePreviewTimer);
     window.templatePreviewTimer = setTimeout(() => resolve([]), 400);
 })"""
+# "Applied at HH:MM" in the person's own time: the browser's clock goes with the click.
+_WITH_BROWSER_CLOCK = "(clock, ...rest) => [new Date().toTimeString().slice(0, 5), ...rest]"
 
 
 def build(ctx) -> None:
+    create_event_handlers(ctx, create_ui(ctx))
+
+
+def create_ui(ctx) -> SimpleNamespace:
+    ui = SimpleNamespace()
+    # How the template in use was chosen, for the line above the box: {"name": saved name}
+    # or {"at": "HH:MM"} (edited); with the model's own, {"shown": its source as put in the box}.
+    ui.applied = gr.State({})
+    ui.clock = gr.Textbox(visible=False)        # the browser's time of an Apply click
     store = file_choices.library(ctx).templates
     with gr.Row():
-        choice = gr.Dropdown(file_choices.choices(store, None, [MODEL_OWN]), value=MODEL_OWN,
-                             label="Instruction template", scale=3,
-                             info="How the chat is written out for the model. Most models "
-                                  "bring their own; choose another only if the replies look wrong.")
-        refresh_button = gr.Button("↻ Refresh", size="sm", scale=0, min_width=100)
-    in_use = gr.Markdown()
+        ui.choice = gr.Dropdown(file_choices.choices(store, None, [MODEL_OWN]), value=MODEL_OWN,
+                                label="Instruction template", scale=3, elem_id="template-choice",
+                                info="How the chat is written out for the model. Most models "
+                                     "bring their own; choose another only if the replies look wrong.")
+        ui.refresh = gr.Button("↻ Refresh", size="sm", scale=0, min_width=100)
+    ui.in_use = gr.Markdown(elem_id="template-in-use")
     with gr.Row():
         with gr.Column():
-            source_box = gr.Code("", language="jinja2", interactive=True, lines=18,
-                                 label="Template (Jinja2: messages, add_generation_prompt, "
-                                       "bos_token, eos_token)")
-            error = gr.Markdown()
+            ui.source = gr.Code("", language="jinja2", interactive=True, lines=18,
+                                label="Template (Jinja2: messages, add_generation_prompt, "
+                                      "bos_token, eos_token)")
             with gr.Row():
-                save_name = gr.Textbox(label="Save as", placeholder="template name", scale=3)
-                save_button = gr.Button("Save", size="sm", scale=1)
-                delete_button = gr.Button("Delete", size="sm", variant="stop", scale=1)
-            save_shared = file_choices.shared_box()
-            status = gr.Markdown()
+                ui.box_note = gr.Markdown(elem_id="template-box-status")
+                ui.apply = gr.Button("Use this template", variant="primary", interactive=False, size="md",
+                                     scale=0, min_width=210, elem_id="template-apply")
+            with gr.Row():
+                ui.save_name = gr.Textbox(label="Save as", placeholder="template name", scale=3)
+                ui.save = gr.Button("Save", size="sm", scale=1)
+                ui.delete = gr.Button("Delete", size="sm", variant="stop", scale=1)
+            ui.save_shared = file_choices.shared_box()
+            ui.status = gr.Markdown(elem_id="template-file-status")
         with gr.Column():
-            preview = gr.Code("", language=None, interactive=False, lines=18, wrap_lines=True,
-                              label="Preview: a sample conversation (bos/eos shown as <s> and </s>)")
+            ui.preview = gr.Code("", language=None, interactive=False, lines=18, wrap_lines=True,
+                                 label="Preview: a sample conversation (bos/eos shown as <s> and </s>)")
+    return ui
 
-    def refresh(state, key, request: gr.Request):
-        """Fresh template list, and the loaded model's template while following the model."""
+
+def create_event_handlers(ctx, ui: SimpleNamespace) -> None:
+    store = file_choices.library(ctx).templates
+    _page_load_and_refresh(ctx, ui, store)
+    _choosing(ctx, ui, store)
+    _editing_and_applying(ctx, ui)
+    _saving_and_deleting(ctx, ui, store)
+
+
+def _page_load_and_refresh(ctx, ui, store) -> None:
+    def list_templates(key, request: gr.Request):
+        return (gr.Dropdown(choices=file_choices.choices(store, file_choices.visitor(ctx, request, key),
+                                                         [MODEL_OWN])),
+                file_choices.show_to_admins(ctx, request))
+
+    def follow_model(state, applied, source):
+        """While following the model, its template of now in the box, if the box is empty or
+        shows an earlier model's; never over the person's own text."""
         model_now = _model_template(ctx)
-        choices = file_choices.choices(store, file_choices.visitor(ctx, request, key), [MODEL_OWN])
-        if state is None:
-            preview_value, error_value = _preview(model_now or "")
-            return (gr.Dropdown(choices=choices, value=MODEL_OWN), model_now or "", preview_value,
-                    error_value, _in_use_text(MODEL_OWN, None, model_now))
-        return gr.Dropdown(choices=choices), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        shown = model_now or ""
+        stale = not source or (source == applied.get("shown") and source != shown)
+        if state is not None or not stale:
+            return *[gr.skip()] * 5, _in_use_text(state, applied, model_now), gr.skip()
+        preview, note, apply = _box_view(shown, None, model_now)
+        return (gr.Dropdown(value=MODEL_OWN), shown, preview, note, apply, _in_use_text(None, {}, model_now),
+                {"shown": shown})
 
-    view = [choice, source_box, preview, error, in_use]
-    refresh_button.click(refresh, [ctx.template_state, ctx.browser_key], view, **_QUIET)
+    box = dict(fn=follow_model, inputs=[ctx.template_state, ui.applied, ui.source],
+               outputs=[ui.choice, ui.source, ui.preview, ui.box_note, ui.apply, ui.in_use, ui.applied],
+               **_QUIET)
+    listing = dict(fn=list_templates, inputs=[ctx.browser_key], outputs=[ui.choice, ui.save_shared], **_QUIET)
+    ui.refresh.click(**listing).then(**box)
     # The page was built when the server started, before models were loaded or templates
-    # saved: fill it on each page load (gr.on without triggers), when the session starts
-    # out following the model, and again once a new browser has its key (its own templates).
-    def refresh_on_load(key, request: gr.Request):
-        return *refresh(None, key, request), file_choices.show_to_admins(ctx, request)
+    # saved: fill it on each page load and again once a new browser has its key (its own
+    # templates). gr.on without triggers runs then, and on every change of its inputs: the
+    # box's state goes to .then, whose inputs trigger nothing.
+    gr.on(None, **listing).then(**box)
 
-    gr.on(None, refresh_on_load, ctx.browser_key, view + [save_shared], **_QUIET)
 
-    def choose(name, key, request: gr.Request):
+def _choosing(ctx, ui, store) -> None:
+    """Choosing in the list puts that template in use at once (it is whole, not half-typed),
+    once it renders; one that does not is shown for fixing and the one in use stays."""
+    def choose(name, state, key, request: gr.Request):
         if not name:
-            return [gr.skip()] * 7
+            return [gr.skip()] * 9
         model_now = _model_template(ctx)
         if name == MODEL_OWN:
-            source, state = model_now or "", None
+            source, new_state, applied = model_now or "", None, {"shown": model_now or ""}
         else:
             try:
                 source = templates.load_template(name, store, file_choices.visitor(ctx, request, key))
             except ValueError as exc:
-                return [gr.skip()] * 6 + [f"⚠️ {exc}"]
-            state = source
-        preview_value, error_value = _preview(source)
+                return [gr.skip()] * 8 + [file_choices.refused("Not opened", exc)]
+            new_state, applied = source, {"name": name}
         save_as = "" if name == MODEL_OWN else name
-        if error_value:   # shown for fixing, but not put in use
-            return [gr.skip(), source, "", error_value, gr.skip(), save_as, ""]
-        return [state, source, preview_value, error_value, _in_use_text(name, state, model_now),
-                save_as, ""]
+        preview, error = _preview(source)
+        if error:
+            note, _ = _box_note(source, state, model_now, error)
+            return [gr.skip(), gr.skip(), source, "", note, gr.Button(interactive=False), gr.skip(), save_as, ""]
+        return [new_state, applied, source, preview, _box_note(source, new_state, model_now)[0],
+                gr.Button(interactive=False), _in_use_text(new_state, applied, model_now), save_as, ""]
 
-    outputs = [ctx.template_state, source_box, preview, error, in_use, save_name, status]
-    choice.input(choose, [choice, ctx.browser_key], outputs, **_QUIET)
+    outputs = [ctx.template_state, ui.applied, ui.source, ui.preview, ui.box_note, ui.apply, ui.in_use,
+               ui.save_name, ui.status]
+    ui.choice.input(choose, [ui.choice, ctx.template_state, ctx.browser_key], outputs, **_QUIET)
 
-    def edit(source, name, state):
-        preview_value, error_value = _preview(source)
-        if error_value:
-            # A template that does not render is never put in use; the last good one stays.
-            return state, gr.skip(), error_value, gr.skip()
+
+def _editing_and_applying(ctx, ui) -> None:
+    def edit(source, state):
+        return _box_view(source, state, _model_template(ctx))
+
+    # Typing only previews: the template in use changes on Apply alone.
+    ui.source.input(None, js=_AFTER_TYPING_PAUSES).then(
+        edit, [ui.source, ctx.template_state], [ui.preview, ui.box_note, ui.apply], **_LIVE)
+
+    def apply(clock, source, state):
+        """Puts the box's text in use if it renders now: rendered here again, so a click
+        before the preview caught up can never apply text that does not render."""
         model_now = _model_template(ctx)
-        # An emptied box, or the model's own template unchanged, means: follow the model.
-        follows_model = not source.strip() or (name == MODEL_OWN and source == (model_now or ""))
-        new_state = None if follows_model else source
-        return new_state, preview_value, "", _in_use_text(name, new_state, model_now, edited=True)
+        preview, error = _preview(source)
+        note, can_apply = _box_note(source, state, model_now, error)
+        if not can_apply:                 # empty, an error, or already the one in use
+            return gr.skip(), gr.skip(), preview or gr.skip(), note, gr.Button(interactive=False), gr.skip()
+        at = clock if re.fullmatch(r"\d\d:\d\d", clock or "") else datetime.now().strftime("%H:%M")
+        applied = {"at": at}
+        return (source, applied, preview, MATCHES_IN_USE, gr.Button(interactive=False),
+                _in_use_text(source, applied, model_now))
 
-    source_box.input(None, js=_AFTER_TYPING_PAUSES).then(
-        edit, [source_box, choice, ctx.template_state],
-        [ctx.template_state, preview, error, in_use], **_LIVE)
+    ui.apply.click(apply, [ui.clock, ui.source, ctx.template_state],
+                   [ctx.template_state, ui.applied, ui.preview, ui.box_note, ui.apply, ui.in_use],
+                   js=_WITH_BROWSER_CLOCK, **_QUIET)
 
-    def save(name, source, to_shared, key, request: gr.Request):
+
+def _saving_and_deleting(ctx, ui, store) -> None:
+    def save(name, source, to_shared, state, key, request: gr.Request):
+        """Saves the box and, if it renders, puts the saved template in use."""
         if (name or "").strip() == MODEL_OWN:
-            return gr.skip(), gr.skip(), gr.skip(), "⚠️ Not saved: choose another name."
+            return *[gr.skip()] * 6, "⚠️ Not saved: choose another name."
         scope = file_choices.scope_for(to_shared)
         try:   # TemplateError and unsafe names are ValueErrors, NotAdmin a PermissionError
             who = ctx.identify(request, key)
             path = templates.save_template(name, source, store, who, scope)
         except file_choices.FAILURES as exc:
-            return gr.skip(), gr.skip(), gr.skip(), file_choices.refused("Not saved", exc)
+            return *[gr.skip()] * 6, file_choices.refused("Not saved", exc)
         saved = path.stem
-        return (gr.Dropdown(choices=file_choices.choices(store, who, [MODEL_OWN]), value=saved),
-                source, _in_use_text(saved, source, None),
-                f"Saved template **{saved}** ({file_choices.where(scope)}).")
+        listed = gr.Dropdown(choices=file_choices.choices(store, who, [MODEL_OWN]), value=saved)
+        done = f"Saved template **{saved}** ({file_choices.where(scope)})."
+        model_now = _model_template(ctx)
+        _, error = _preview(source)
+        if error:
+            note, _ = _box_note(source, state, model_now, error)
+            return listed, gr.skip(), gr.skip(), gr.skip(), note, gr.skip(), done + " It is not in use."
+        applied = {"name": saved}
+        return (listed, source, applied, _in_use_text(source, applied, model_now), MATCHES_IN_USE,
+                gr.Button(interactive=False), done)
 
-    save_button.click(save, [save_name, source_box, save_shared, ctx.browser_key],
-                      [choice, ctx.template_state, in_use, status], **_QUIET)
+    ui.save.click(save, [ui.save_name, ui.source, ui.save_shared, ctx.template_state, ctx.browser_key],
+                  [ui.choice, ctx.template_state, ui.applied, ui.in_use, ui.box_note, ui.apply, ui.status],
+                  **_QUIET)
 
     def delete(name, key, request: gr.Request):
         if not name or name == MODEL_OWN:
@@ -140,8 +214,10 @@ def build(ctx) -> None:
                 f"Deleted the {scope} template **{name}**. This session keeps using it until "
                 f"you choose another.")
 
-    delete_button.click(delete, [choice, ctx.browser_key], [choice, status], **_QUIET)
+    ui.delete.click(delete, [ui.choice, ctx.browser_key], [ui.choice, ui.status], **_QUIET)
 
+
+# ---- what the two lines say --------------------------------------------------------------
 
 def _model_template(ctx) -> str | None:
     # The model manager may not offer this (or no model is loaded): then there is none.
@@ -161,21 +237,45 @@ def _preview(source: str) -> tuple[str, str]:
     try:
         return templates.render_preview(source), ""
     except TemplateError as exc:
-        return "", f"⚠️ {_literal(str(exc))}\n\nThe last template that worked stays in use."
+        return "", str(exc)
+
+
+def _box_view(source: str, state, model_source) -> tuple:
+    """(preview, note under the box, Apply button) for the box's text; a text that does not
+    render keeps the last preview that did."""
+    preview, error = _preview(source)
+    note, can_apply = _box_note(source, state, model_source, error)
+    return preview if not error else gr.skip(), note, gr.Button(interactive=can_apply)
+
+
+def _box_note(source: str, state, model_source, error: str = "") -> tuple[str, bool]:
+    """What the box's text is next to the template in use, and whether Apply may put it in use."""
+    in_use = (model_source or "") if state is None else state
+    if not source.strip():
+        return EMPTY, False
+    if error and source == in_use:
+        return (f"⚠️ {_literal(error)}\n\nThis is the template in use: chats may fail with the "
+                "same error. Choose or write another."), False
+    if error:
+        return (f"⚠️ {_literal(error)}\n\nThe box cannot be put in use until it renders; the "
+                "template in use is unchanged."), False
+    if source == in_use:
+        return MATCHES_IN_USE, False
+    return HAS_CHANGES, True
 
 
 def _literal(text: str) -> str:
-    """Template errors quote template code (`'x' * 10`, `__class__`): shown as typed, not
-    read as Markdown."""
+    """Template errors and names quote template code (`'x' * 10`, `__class__`): shown as
+    typed, not read as Markdown."""
     return re.sub(r"([\\`*_{}\[\]()#+\-.!|<>~])", r"\\\1", text)
 
 
-def _in_use_text(name: str, state, model_source, edited: bool = False) -> str:
+def _in_use_text(state, applied: dict, model_source) -> str:
     if state is None:
         if model_source:
             return "**In use:** the model's own template (auto-detected from the model)."
         return ("**In use:** the model's own template, auto-detected once a model is loaded "
                 "(none is loaded now, or it has no template).")
-    if edited or name == MODEL_OWN:
-        return "**In use:** the template in the box below, as edited."
-    return f"**In use:** {name}."
+    if applied.get("name"):
+        return f"**In use:** the saved template **{_literal(applied['name'])}**."
+    return f"**In use:** the template you edited, applied at {applied.get('at', 'an earlier time')}."

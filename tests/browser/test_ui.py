@@ -293,7 +293,11 @@ def test_template_edit_updates_preview_and_shows_syntax_errors(page, server_url)
     replace_code(page, "{% for message in messages %}\n[{{ message.role }}]\n{{ message.content }\n"
                        "{% endfor %}")
     expect(page.get_by_text(re.compile(r"error on line 3"))).to_be_visible()
-    expect(page.get_by_text("The last template that worked stays in use.")).to_be_visible()
+    expect(page.get_by_text("The box cannot be put in use until it renders; the template in use "
+                            "is unchanged.")).to_be_visible()
+    # Editing only previews: the model's own template stays in use until one is applied.
+    expect(page.locator("#template-in-use")).to_contain_text("In use: the model's own template")
+    expect(page.locator("#template-apply")).to_be_disabled()
 
 
 # ---- notebook probabilities -----------------------------------------------------------------
