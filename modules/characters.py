@@ -145,10 +145,30 @@ def _read_picture(source: Path | None) -> tuple[str, bytes] | None:
         return None
     if not source.is_file():
         raise CharacterError(f"The picture {source.name!r} does not exist.")
-    suffix = source.suffix.lower()
-    if suffix in (".png", ".jpg", ".jpeg"):
-        return (".png" if suffix == ".png" else ".jpg"), source.read_bytes()
+    # What the bytes are decides, not the name: a text file renamed .png is refused, and a
+    # PNG named .jpg is stored as the PNG it is.
+    data = source.read_bytes()
+    kind = _image_format(source.name, data)
+    if kind == "PNG":
+        return ".png", data
+    if kind == "JPEG":
+        return ".jpg", data
     return ".png", _convert_to_png(source)
+
+
+def _image_format(name: str, data: bytes) -> str:
+    """The image format Pillow finds in `data` after checking its structure (PNG's
+    chunk checksums, JPEG's markers); CharacterError when it is not a readable image."""
+    import io
+
+    try:
+        from PIL import Image
+        with Image.open(io.BytesIO(data)) as image:
+            kind = image.format
+            image.verify()
+        return kind or ""
+    except Exception as exc:   # PIL raises many kinds for unreadable files
+        raise CharacterError(f"The picture {name!r} could not be read as an image: {exc}") from None
 
 
 def _store_picture(files: NamedFiles, name: str, picture: tuple[str, bytes] | None,

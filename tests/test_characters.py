@@ -8,9 +8,16 @@ from modules.characters import (
 )
 from modules.safe_files import UnsafeNameError
 
-PNG_1x1 = bytes.fromhex(
-    "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d4944415478da63f8cfc0f01f0005000201a5f6e2d60000000049454e44ae426082")
+def _png_1x1() -> bytes:
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGBA", (1, 1), (0, 0, 0, 0)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+PNG_1x1 = _png_1x1()
 
 
 def test_text_generation_webui_character_with_extra_keys_loads(tmp_path):
@@ -60,9 +67,10 @@ def test_picture_is_stored_next_to_it_replaced_and_removed(tmp_path):
     save_character("Pic", "ctx2", picture=stored, folder=folder)
     assert (folder / "Pic.png").read_bytes() == PNG_1x1
     jpg = tmp_path / "photo.jpeg"
-    jpg.write_bytes(b"\xff\xd8\xff fake jpeg")
+    jpg.write_bytes(jpeg_bytes())
     save_character("Pic", "ctx", picture=jpg, folder=folder)
     assert sorted(os.listdir(folder)) == ["Pic.jpg", "Pic.yaml"]
+    assert (folder / "Pic.jpg").read_bytes() == jpeg_bytes()
     save_character("Pic", "ctx", picture=None, folder=folder)
     assert os.listdir(folder) == ["Pic.yaml"]
 
@@ -74,6 +82,42 @@ def test_unreadable_picture_leaves_character_untouched(tmp_path):
     with pytest.raises(CharacterError, match="bad.webp"):
         save_character("C", "second", picture=bad, folder=tmp_path)
     assert load_character("C", tmp_path).context == "first"
+
+
+def jpeg_bytes() -> bytes:
+    import io
+
+    from PIL import Image
+    buffer = io.BytesIO()
+    Image.new("RGB", (4, 4), (200, 30, 30)).save(buffer, format="JPEG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, data", [
+    ("notes.png", b"These are my notes, renamed to look like a picture."),
+    ("photo.jpg", b"\xff\xd8\xff this starts like a JPEG and is not one"),
+    ("cut.png", PNG_1x1[:40]),                                    # a download cut short
+    ("page.jpeg", b"<html><body>404 Not Found</body></html>"),
+])
+def test_a_picture_that_is_not_an_image_is_refused_and_nothing_changes(tmp_path, name, data):
+    folder = tmp_path / "characters"
+    good = tmp_path / "good.png"
+    good.write_bytes(PNG_1x1)
+    save_character("C", "first", picture=good, folder=folder)
+    bad = tmp_path / name
+    bad.write_bytes(data)
+    with pytest.raises(CharacterError, match="could not be read as an image"):
+        save_character("C", "second", picture=bad, folder=folder)
+    character = load_character("C", folder)
+    assert character.context == "first" and character.picture.read_bytes() == PNG_1x1
+    assert sorted(os.listdir(folder)) == ["C.png", "C.yaml"]
+
+
+def test_a_png_named_jpg_is_stored_as_the_png_it_is(tmp_path):
+    misnamed = tmp_path / "photo.jpg"
+    misnamed.write_bytes(PNG_1x1)
+    save_character("M", "ctx", picture=misnamed, folder=tmp_path / "c")
+    assert sorted(os.listdir(tmp_path / "c")) == ["M.png", "M.yaml"]
 
 
 def test_delete_removes_picture_too(tmp_path):

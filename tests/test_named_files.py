@@ -18,9 +18,9 @@ BOB = Identity(owner="bob", user="bob", address="10.0.0.2", is_admin=False)
 CAROL = Identity(owner="carol", user="carol", address="10.0.0.3", is_admin=False)
 VISITOR = Identity(owner="browser:" + "k" * 24, user=None, address="10.0.0.4", is_admin=False)
 
-PNG_1x1 = bytes.fromhex(
+PNG_1x1 = bytes.fromhex(  # a real 1x1 PNG: character pictures are checked to be images
     "89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
-    "0000000d4944415478da63f8cfc0f01f0005000201a5f6e2d60000000049454e44ae426082")
+    "0000000d49444154789c6360606060000000050001a5f645400000000049454e44ae426082")
 
 
 @pytest.fixture
