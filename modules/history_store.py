@@ -26,6 +26,7 @@ person's long search never holds up another person's reply being saved.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import secrets
@@ -52,11 +53,19 @@ MAX_META_CHARS = 20_000            # meta is small bookkeeping (model, seed, tok
 MAX_TITLE_CHARS = 200              # longer titles are cut: a title is only a label
 DEFAULT_TITLE = "New chat"
 
-ROLES = ("system", "user", "assistant")
+# tool: a tool's result, answering a call in the assistant message before it (meta tool_calls)
+ROLES = ("system", "user", "assistant", "tool")
 # streaming: being generated now; stopped: the user pressed Stop (partial text kept);
 # interrupted: the server died while it was streaming (partial text kept); error: generation failed.
 STATUSES = ("done", "streaming", "stopped", "interrupted", "error")
 MODES = ("chat", "chat-instruct", "instruct")
+TOOL_CHOICES = ("auto", "required")    # required: each reply begins with a tool call
+MAX_CHAT_TOOLS = 64
+
+log = logging.getLogger(__name__)
+# SQLite's codes for "this file is not a database" and "the database is damaged": the file
+# is set aside at start-up and a new one started (any other error, a lock say, is raised).
+DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 MAX_SEARCH_WORDS = 8               # more words in a search box are ignored
 MAX_IDLE_READERS = 8               # read connections kept open between reads
@@ -111,6 +120,8 @@ class ChatSummary:
     character: str
     created_at: float
     updated_at: float
+    tools: list[str] = field(default_factory=list)     # tool file names (modules/chat_tools.py)
+    tool_choice: str = "auto"
 
 
 @dataclass
@@ -126,25 +137,72 @@ class HistoryStore:
         self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = self.folder / DB_FILENAME
         self._write_lock = threading.RLock()   # re-entrant: update_message reads, then writes
-        self._writer = self._connect()
+        # A damaged file (a crash on a disk that lies about fsync, a copy cut short) must not
+        # keep the server from starting: it is moved aside, kept for recovery, and the
+        # server starts with an empty history. recovery_notice says so, for the log and page.
+        self.recovered_from: Path | None = None
+        self.recovery_notice = ""
         try:
-            os.chmod(self.path, 0o600)        # SQLite gives the -wal and -shm files the same mode
-        except OSError:
-            pass                              # not ours to change (another user made it)
-        try:
-            self._writer.execute("PRAGMA journal_mode=WAL")    # readers and the writer don't wait
-            history_schema.prepare(self._writer)               # creates or migrates the tables
-        except BaseException:
-            self._writer.close()
-            raise
+            self._writer = self._open_writer()
+        except sqlite3.DatabaseError as exc:
+            if not _is_damage(exc):
+                raise
+            self._set_aside(exc)
+            self._writer = self._open_writer()
         # Idle read connections. A pool rather than one per thread: Gradio's worker threads
         # come and go, and a per-thread connection would outlive its thread until collected.
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
         self._closed = False
 
+    def _open_writer(self) -> sqlite3.Connection:
+        writer = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            os.chmod(self.path, 0o600)        # SQLite gives the -wal and -shm files the same mode
+        except OSError:
+            pass                              # not ours to change (another user made it)
+        try:
+            self._configure(writer)
+            writer.execute("PRAGMA journal_mode=WAL")    # readers and the writer don't wait
+            problems = [row[0] for row in writer.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise _Damaged("; ".join(problems))
+            history_schema.prepare(writer)               # creates or migrates the tables
+        except BaseException:
+            writer.close()
+            raise
+        return writer
+
+    def _set_aside(self, error: sqlite3.DatabaseError) -> None:
+        """Moves the damaged database (and its WAL and shared-memory files) to
+        history.sqlite3.damaged-<time> beside it, and says so on the log."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}")
+        number = 1
+        while aside.exists():
+            number += 1
+            aside = self.path.with_name(f"{self.path.name}.damaged-{stamp}-{number}")
+        for suffix in ("", "-wal", "-shm"):
+            source = Path(f"{self.path}{suffix}")
+            if source.exists():
+                os.replace(source, f"{aside}{suffix}")
+        self.recovered_from = aside
+        self.recovery_notice = (
+            f"The chat history database {self.path} was damaged ({error}). It was moved to "
+            f"{aside} and an empty history was started; earlier chats may be recovered from "
+            f"the moved file with: sqlite3 {aside} .recover")
+        log.error("%s", self.recovery_notice)
+
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        try:
+            return self._configure(db)
+        except BaseException:
+            db.close()
+            raise
+
+    @staticmethod
+    def _configure(db: sqlite3.Connection) -> sqlite3.Connection:
         db.row_factory = sqlite3.Row
         db.execute("PRAGMA busy_timeout=5000")    # another process on the same file
         db.execute("PRAGMA foreign_keys=ON")
@@ -235,17 +293,23 @@ class HistoryStore:
             db.execute("UPDATE chats SET title = ? WHERE id = ?", (_clean_title(title), chat_id))
 
     def set_chat_settings(self, owner: str, chat_id: str, *, mode: str | None = None,
-                          character: str | None = None) -> None:
-        """Records the mode and character a chat is used with, so reopening it brings them
-        back. Not activity: the chat keeps its place in the list."""
+                          character: str | None = None, tools: list[str] | None = None,
+                          tool_choice: str | None = None) -> None:
+        """Records the mode, character and tools a chat is used with, so reopening it brings
+        them back. Not activity: the chat keeps its place in the list."""
         _check_owner(owner)
         if mode is not None and mode not in MODES:
             raise ValueError(f"Unknown chat mode {mode!r}; expected one of {', '.join(MODES)}.")
+        if tool_choice is not None and tool_choice not in TOOL_CHOICES:
+            raise ValueError(f"Unknown tool choice {tool_choice!r}; expected one of {', '.join(TOOL_CHOICES)}.")
+        tools_json = None if tools is None else _tools_json(tools)
         with self._write(durable=True) as db:
             row = _owned_chat(db, owner, chat_id)
-            db.execute("UPDATE chats SET mode = ?, character = ? WHERE id = ?",
+            db.execute("UPDATE chats SET mode = ?, character = ?, tools = ?, tool_choice = ? WHERE id = ?",
                        (row["mode"] if mode is None else mode,
-                        row["character"] if character is None else character, chat_id))
+                        row["character"] if character is None else character,
+                        row["tools"] if tools_json is None else tools_json,
+                        row["tool_choice"] if tool_choice is None else tool_choice, chat_id))
 
     def check_new_chat(self, owner: str) -> None:
         """Raises TooManyChats now if the owner has no room for another chat, so a caller can
@@ -427,6 +491,14 @@ class _WriteTransaction:
             self.store._write_lock.release()
 
 
+class _Damaged(sqlite3.DatabaseError):
+    """PRAGMA quick_check found the database damaged."""
+
+
+def _is_damage(error: sqlite3.DatabaseError) -> bool:
+    return isinstance(error, _Damaged) or getattr(error, "sqlite_errorcode", None) in DAMAGE_CODES
+
+
 # ---- checks and conversions -------------------------------------------------------------------
 def _check_owner(owner: str) -> None:
     # An empty owner would make every anonymous caller share one history.
@@ -461,6 +533,14 @@ def _meta_json(meta: dict | None) -> str:
         raise ValueError(f"Message meta is {len(text):,} characters as JSON; "
                          f"the limit is {MAX_META_CHARS:,}.")
     return text
+
+
+def _tools_json(tools: list[str]) -> str:
+    if not isinstance(tools, (list, tuple)) or not all(isinstance(t, str) and 0 < len(t) <= 100 for t in tools):
+        raise ValueError("tools must be a list of tool file names.")
+    if len(tools) > MAX_CHAT_TOOLS:
+        raise ValueError(f"{len(tools)} tools: a chat may have at most {MAX_CHAT_TOOLS}.")
+    return json.dumps(list(dict.fromkeys(tools)), ensure_ascii=False)
 
 
 def _message_id(message_id) -> int:
@@ -527,7 +607,9 @@ def _storage_full(used: int, more: int, limit: int) -> StorageFull:
 
 
 def _chat_fields(row: sqlite3.Row) -> dict:
-    return {key: row[key] for key in ("id", "title", "mode", "character", "created_at", "updated_at")}
+    fields = {key: row[key] for key in ("id", "title", "mode", "character", "created_at", "updated_at",
+                                        "tool_choice")}
+    return dict(fields, tools=json.loads(row["tools"]))
 
 
 def _message(row: sqlite3.Row) -> Message:

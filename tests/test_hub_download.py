@@ -35,6 +35,9 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 GGUF_REPO = "test-org/SmolLM2-135M-Instruct-GGUF"
 TWO_GGUF_REPO = "test-org/two-quantizations-GGUF"
 FOLDER_REPO = "test-org/tiny-folder"
+FAULTY_REPO = "test-org/faulty-folder"            # its second file fails as FakeHubHandler.faults says
+FAULTY_GGUF_REPO = "test-org/faulty-GGUF"
+BIG = bytes(range(256)) * 8192                    # 2 MiB: large enough to be cut in the middle
 
 
 def _repos() -> dict[str, dict[str, bytes | Path]]:
@@ -44,6 +47,8 @@ def _repos() -> dict[str, dict[str, bytes | Path]]:
         TWO_GGUF_REPO: {"model.Q4_K_M.gguf": b"GGUF-a", "model.Q8_0.gguf": b"GGUF-b"},
         FOLDER_REPO: {"config.json": b'{"model_type": "llama"}', "tokenizer.json": b"{}",
                       "sub/notes.txt": b"hello"},
+        FAULTY_REPO: {"config.json": b'{"model_type": "llama"}', "model.safetensors": BIG},
+        FAULTY_GGUF_REPO: {"model.Q4_0.gguf": b"GGUF" + BIG},
     }
 
 
@@ -54,6 +59,9 @@ def _size(content: bytes | Path) -> int:
 class FakeHubHandler(BaseHTTPRequestHandler):
     repos: dict = {}
     authorizations: list = []          # the Authorization header of each request, None when absent
+    # file name -> how its download fails: "drop" (the connection closes halfway through
+    # the body, on every attempt), "500" (the GET answers a server error), "gated"
+    faults: dict = {}
 
     def log_message(self, *args):      # keeps the test output quiet
         pass
@@ -92,6 +100,11 @@ class FakeHubHandler(BaseHTTPRequestHandler):
             return self._error(401, "RepoNotFound")
         if name not in files:
             return self._error(404, "EntryNotFound")
+        fault = self.faults.get(name)
+        if fault == "gated":
+            return self._error(403, "GatedRepo")
+        if fault == "500" and send_body:
+            return self._error(500, "InternalServerError")
         content = files[name]
         size = _size(content)
         start = 0
@@ -104,6 +117,12 @@ class FakeHubHandler(BaseHTTPRequestHandler):
         self.send_header("Accept-Ranges", "bytes")
         self.end_headers()
         if not send_body:
+            return
+        if fault == "drop":
+            self.wfile.write(content[start:start + max(1, (size - start) // 2)])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
             return
         if isinstance(content, Path):
             with content.open("rb") as source:
@@ -259,3 +278,48 @@ def test_a_download_larger_than_the_free_disk_is_refused_before_fetching(hub, tm
         hub_download.download(FOLDER_REPO, "", tmp_path, margin_bytes=free)
     assert not (tmp_path / hub_download.target_folder_name(FOLDER_REPO)).exists()
     assert len(FakeHubHandler.authorizations) == 1          # only the look-up; no file was fetched
+
+
+# ---- downloads that fail midway leave nothing behind --------------------------------------------
+
+@pytest.fixture
+def faults():
+    FakeHubHandler.faults = {}
+    yield FakeHubHandler.faults
+    FakeHubHandler.faults = {}
+
+
+def assert_nothing_left(models_dir: Path) -> None:
+    """No model, no half-made file or folder, no staging folder: as before the download."""
+    assert model_files.list_models(models_dir) == []
+    leftovers = [str(p.relative_to(models_dir)) for p in models_dir.rglob("*")]
+    assert leftovers == [], leftovers
+
+
+@pytest.mark.parametrize("fault, message", [
+    ("drop", "peer closed connection"),
+    ("500", "HTTP 500"),
+    ("gated", "gated"),
+])
+@pytest.mark.parametrize("repo, failing", [(FAULTY_REPO, "model.safetensors"),
+                                           (FAULTY_GGUF_REPO, "model.Q4_0.gguf")])
+def test_a_download_failing_midway_leaves_no_half_made_model(hub, faults, tmp_path, fault, message,
+                                                              repo, failing):
+    models = tmp_path / "models"
+    models.mkdir()
+    faults[failing] = fault
+    seen = []
+    with pytest.raises(DownloadError, match=message):
+        hub_download.download(repo, "", models, margin_bytes=0,
+                              progress=lambda fraction, text: seen.append(fraction))
+    if repo == FAULTY_REPO:
+        assert any(f > 0 for f in seen), "the first file was not fetched before the failure"
+    assert_nothing_left(models)
+
+    faults.clear()                    # the hub recovers: the same download now completes
+    result = hub_download.download(repo, "", models, margin_bytes=0)
+    assert [p.name for p in models.iterdir()] == [result.path.name]
+    if repo == FAULTY_REPO:
+        assert (result.path / "model.safetensors").read_bytes() == BIG
+    else:
+        assert result.path.read_bytes() == b"GGUF" + BIG
