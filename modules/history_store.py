@@ -95,6 +95,11 @@ class StorageFull(StorageLimitReached):
     pass
 
 
+class DiskFull(StorageLimitReached):
+    """The server's disk (not the owner's share) has no room left; nothing was stored and
+    what was stored before is intact (the transaction was rolled back)."""
+
+
 @dataclass(frozen=True)
 class StorageUsage:
     chats: int
@@ -483,16 +488,30 @@ class _WriteTransaction:
                 db.execute("COMMIT")
             else:
                 db.execute("ROLLBACK")
-        except BaseException:
+        except BaseException as failure:
             if db.in_transaction:          # a failed COMMIT (disk full...) leaves it open
                 db.execute("ROLLBACK")
+            if _is_disk_full(failure):
+                raise _disk_full(self.store) from failure
             raise
         finally:
             self.store._write_lock.release()
+        if exc is not None and _is_disk_full(exc):
+            raise _disk_full(self.store) from exc
 
 
 class _Damaged(sqlite3.DatabaseError):
     """PRAGMA quick_check found the database damaged."""
+
+
+def _is_disk_full(error: BaseException) -> bool:
+    return getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
+
+
+def _disk_full(store: HistoryStore) -> DiskFull:
+    log.error("The disk holding %s is full: a chat change was not saved.", store.path)
+    return DiskFull("The server's disk is full, so this was not saved (what was saved before "
+                    "is kept). Tell the server's administrator.")
 
 
 def _is_damage(error: sqlite3.DatabaseError) -> bool:
