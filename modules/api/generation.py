@@ -66,6 +66,14 @@ class Generation:
         threading.Thread(target=pump, name=f"api-request-{self.request.id}", daemon=True).start()
         while True:
             event = await queue.get()
+            # Deltas that piled up while the client was being written to go out as one.
+            while isinstance(event, TextDelta) and not queue.empty():
+                following = queue.get_nowait()
+                if not isinstance(following, TextDelta):
+                    yield event
+                    event = following
+                    break
+                event = TextDelta(event.text + following.text, following.n_tokens)
             yield event
             if isinstance(event, Finished):
                 return
