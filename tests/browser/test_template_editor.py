@@ -42,6 +42,15 @@ def verbose_server(tmp_path_factory):
         server.stop()
 
 
+@pytest.fixture(autouse=True)
+def patient_expect():
+    """Renders and replies wait their turn on a shared, busy box: 30 s for each expectation
+    in this module, then Playwright's default again."""
+    expect.set_options(timeout=30_000)
+    yield
+    expect.set_options(timeout=None)
+
+
 # ---- helpers ----------------------------------------------------------------------------
 
 def shot(page: Page, name: str) -> None:
