@@ -6,6 +6,8 @@ Version 2: chats get an integer key (`num`) that the title index can point at (a
     storage limits cost one row read, not a scan; FTS5 indexes over titles and message text.
     Triggers keep the totals and both indexes in step with every insert, edit and delete, so
     no write path can forget them.
+Version 3: chats remember the tools chosen for them (`tools`, a JSON list of tool file
+    names) and whether a reply must begin with a call (`tool_choice`: auto or required).
 
 `prepare(db)` runs at every open: it creates a new file, migrates an older one in a single
 transaction (a crash midway leaves the old file as it was), and refuses a newer one.
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 2
+VERSION = 3
 # Word search with case and accents folded ("cafe" finds "Café"), for any script that
 # separates words with spaces or punctuation.
 TOKENIZER = "unicode61 remove_diacritics 2"
@@ -114,6 +116,12 @@ _FROM_VERSION_1 = (
     "INSERT INTO message_search (message_search) VALUES ('rebuild')",
 )
 
+# Version 2 -> 3: added columns with defaults, so older rows read as "no tools".
+_FROM_VERSION_2 = (
+    "ALTER TABLE chats ADD COLUMN tools TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE chats ADD COLUMN tool_choice TEXT NOT NULL DEFAULT 'auto'",
+)
+
 
 class NewerDatabase(RuntimeError):
     """The file was written by a newer version of this program."""
@@ -141,8 +149,8 @@ def _upgrade(db: sqlite3.Connection) -> None:
                             f"this one reads up to {VERSION}). Update the program to open it.")
     if version == VERSION:
         return
-    steps = (*_TABLES, *_SEARCH_AND_TOTALS) if version == 0 else _FROM_VERSION_1
-    for statement in steps:
+    steps = {0: (*_TABLES, *_SEARCH_AND_TOTALS), 1: _FROM_VERSION_1}.get(version, ())
+    for statement in (*steps, *_FROM_VERSION_2):
         db.execute(statement)
     problems = db.execute("PRAGMA foreign_key_check").fetchall()
     if problems:
