@@ -47,6 +47,7 @@ from modules.scheduler import Scheduler  # noqa: E402
 from modules.settings_file import SettingsError, load_default_params, load_settings_mapping  # noqa: E402
 from modules.ui.app import CSS, build_app  # noqa: E402
 from modules.ui.context import UIContext  # noqa: E402
+from modules.api.app import start_api  # noqa: E402
 
 log = logging.getLogger("server")
 DEFAULT_PRESET = "Balanced"     # what the page starts with when --settings is not given
@@ -119,6 +120,8 @@ def main(argv: list[str] | None = None) -> None:
     ctx.extras["browser_secret"] = persistent_secret(data_dir / "browser-state.secret")
     app = build_app(ctx, banner="\n\n".join(notices), default_params=default_params)
     app.queue(default_concurrency_limit=None)
+    api_routes = start_api(args, host, door=door, models=models, policy=policy,
+                           preset_store=ctx.files.presets, load_settings=load_settings)
     log.info("Serving on http://%s:%d", host if host != "0.0.0.0" else "localhost", args.listen_port)
     app.launch(server_name=host, server_port=args.listen_port, auth=auth, show_error=True,
                inbrowser=False, quiet=True, ssr_mode=False, css=CSS + extensions.custom_css(),
@@ -126,9 +129,10 @@ def main(argv: list[str] | None = None) -> None:
                max_file_size=limits.max_upload_mb * 2**20,     # bytes; a larger upload gets 413
                # the policy wraps everything, the log-in middleware's own answers included;
                # the client address feeds the log-in throttle
-               app_kwargs={"middleware": [content_security_policy_middleware(),
-                                          client_address_middleware(),
-                                          *([login_messages_middleware(accounts)] if accounts else [])]})
+               app_kwargs={"routes": api_routes,       # /v1, /health, /metrics with --api
+                           "middleware": [content_security_policy_middleware(),
+                                                      client_address_middleware(),
+                                                      *([login_messages_middleware(accounts)] if accounts else [])]})
 
 
 def _admin_names(flag: str, accounts) -> set[str]:
