@@ -69,9 +69,11 @@ def test_stop_ends_only_this_sessions_generation(door):
     while (mine.request is None or not mine.request.generated) and time.time() < deadline:
         time.sleep(0.02)
     assert mine.stop()
+    at_stop = len(mine.request.generated)     # read after Stop: later tokens are the overrun
     for thread in threads:
         thread.join(120)
-    assert results["mine"].reason == "cancelled" and results["mine"].n_tokens < 2000
+    assert results["mine"].reason == "cancelled"
+    assert results["mine"].n_tokens <= at_stop + 1, f"{results['mine'].n_tokens - at_stop} tokens after Stop"
     assert results["other"].ok and results["other"].n_tokens > 0
 
 
@@ -82,8 +84,10 @@ def test_closing_the_stream_frees_the_request(door):
                                     greedy(max_new_tokens=2000, ban_eos_token=True), control)
     next(stream)
     stream.close()
+    at_close = len(control.request.generated)
     finished = control.request.result()
-    assert finished.reason == "cancelled" and finished.n_tokens < 2000
+    assert finished.reason == "cancelled"
+    assert finished.n_tokens <= at_close + 1, f"{finished.n_tokens - at_close} tokens after the stream closed"
 
 
 def test_prompt_longer_than_the_context_is_a_clear_error(door, llama_backend):
