@@ -50,7 +50,7 @@ def prompt_messages(mode: str, history: list[dict], character: Character, *,
     message, starting from an optional draft given as the last user message."""
     if mode not in MODES:
         raise ValueError(f"Unknown chat mode '{mode}'. Choose one of: {', '.join(MODES)}.")
-    history = [dict(m) for m in history if m["role"] in ("user", "assistant")]
+    history = [dict(m) for m in history if m["role"] in ("user", "assistant", "tool")]   # tool: a call's result
     stops = [] if mode == "instruct" else [f"\n{user_name}:", f"\n{character.name}:"]
     if impersonate:
         stops = [f"\n{character.name}:"] if mode != "instruct" else []

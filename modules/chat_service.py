@@ -8,25 +8,35 @@ Actions take the Identity of who asks: its owner scopes every store call, and re
 enter the engine through the front door under that person's limits.
 At the owner's storage limits nothing is half-stored: a message that does not fit is refused
 before anything else is written, and a reply that reaches the limit stops there and is kept.
+A chat's tools (modules/chat_tools.py) are offered to the model; a reply that calls them is
+stored, the calls run, their results are stored, and the model goes on from them
+(modules/chat_tool_turns.py says how each is stored and read).
 """
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
 from modules.chat_modes import Character, prompt_messages
+from modules.chat_prompt import FALLBACK_TEMPLATE
 from modules.chat_session import SessionControl
+from modules.chat_tool_turns import (ReplyWatch, ToolTurns, display_entries, plan_turns, stored_calls,
+                                     template_messages)
+from modules.chat_tools import ToolCatalog
 from modules.extension_chat import ChatHooks, model_text
 from modules.front_door import FrontDoor
-from modules.history_store import Chat, HistoryStore
+from modules.history_store import Chat, HistoryStore, StorageLimitReached
 from modules.params import GenerationParams
 from modules.roles import Identity
+from modules.tool_calls import HERMES, ToolCallStream
 
 SAVE_INTERVAL = 1.0           # seconds between saves of a reply being written
 TITLE_LENGTH = 60
 STATUS_MARKS = {"interrupted": "\n\n*(interrupted: the server stopped while writing this)*",
                 "stopped": "", "error": ""}
+MAX_TOOL_ROUNDS = 4           # calls answered per reply; the model's next calls stay text
 
 
 @dataclass
@@ -36,6 +46,8 @@ class ChatSettings:
     mode: str = "chat"
     character: Character = field(default_factory=Character)
     character_file: str = ""        # the character's file name, stored with the chat to reopen it
+    tools: list[str] = field(default_factory=list)     # tool file names chosen for the chat
+    tool_choice: str = "auto"       # "required": the reply begins with a call
 
 
 @dataclass
@@ -49,17 +61,17 @@ class ChatUpdate:
     draft: str | None = None        # impersonate: text for the input box
 
 
-def display_messages(chat: Chat | None) -> list[dict]:
+def display_messages(chat: Chat | None, running: frozenset | set = frozenset()) -> list[dict]:
     if chat is None:
         return []
-    return [{"role": m.role, "content": m.content + STATUS_MARKS.get(m.status, "")}
-            for m in chat.messages if m.role in ("user", "assistant")]
+    return [shown for shown, _ in display_entries(chat.messages, STATUS_MARKS, running)]
 
 
 class ChatService:
-    def __init__(self, door: FrontDoor, store: HistoryStore):
+    def __init__(self, door: FrontDoor, store: HistoryStore, tools: ToolCatalog | None = None):
         self.door = door
         self.store = store
+        self.tools = tools or ToolCatalog()
 
     # ---- chats -----------------------------------------------------------------------------
     def new_chat(self, owner: str, settings: ChatSettings, title: str = "New chat") -> str:
@@ -68,12 +80,15 @@ class ChatService:
         self.store.check_room(owner, len(greeting))        # no chat left behind without it
         chat_id = self.store.create_chat(owner, title, mode=settings.mode,
                                          character=settings.character_file)
+        if settings.tools or settings.tool_choice != "auto":
+            self.store.set_chat_settings(owner, chat_id, tools=settings.tools, tool_choice=settings.tool_choice)
         if greeting:
             self.store.append_message(owner, chat_id, "assistant", greeting)
         return chat_id
 
-    def messages(self, owner: str, chat_id: str | None) -> list[dict]:
-        return display_messages(self.store.get_chat(owner, chat_id)) if chat_id else []
+    def messages(self, owner: str, chat_id: str | None, running=frozenset()) -> list[dict]:
+        """What the chat view shows; `running`: ids of tool calls shown as still running."""
+        return display_messages(self.store.get_chat(owner, chat_id), running) if chat_id else []
 
     # ---- actions -------------------------------------------------------------------------------
     def check_send(self, owner: str, chat_id: str | None, text: str) -> None:
@@ -100,14 +115,19 @@ class ChatService:
         yield from self._reply(who, chat_id, settings, control, hooks=hooks)
 
     def regenerate(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
-        chat = self.store.get_chat(who.owner, chat_id)
-        if chat.messages and chat.messages[-1].role == "assistant" and len(chat.messages) > 1:
-            self.store.delete_message(who.owner, chat_id, chat.messages[-1].id)
+        """The reply to the last message again: with its tool calls and results, if any."""
+        messages = self.store.get_chat(who.owner, chat_id).messages
+        users = [m for m in messages if m.role == "user"]
+        if users:
+            self.store.truncate_after(who.owner, chat_id, users[-1].id)
+        elif messages and messages[-1].role == "assistant" and len(messages) > 1:
+            self.store.delete_message(who.owner, chat_id, messages[-1].id)
         yield from self._reply(who, chat_id, settings, control)
 
     def continue_reply(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
         chat = self.store.get_chat(who.owner, chat_id)
-        if not chat.messages or chat.messages[-1].role != "assistant":
+        last = chat.messages[-1] if chat.messages else None
+        if last is None or last.role != "assistant" or last.meta.get("tool_calls"):
             yield from self._reply(who, chat_id, settings, control)
             return
         yield from self._reply(who, chat_id, settings, control, continue_message=chat.messages[-1])
@@ -130,7 +150,7 @@ class ChatService:
         chat = self.store.get_chat(owner, chat_id)
         messages = list(chat.messages)
         text = ""
-        if messages and messages[-1].role == "assistant":
+        while messages and messages[-1].role in ("assistant", "tool"):     # a reply and its tool calls
             self.store.delete_message(owner, chat_id, messages.pop().id)
         if messages and messages[-1].role == "user":
             text = messages[-1].content
@@ -139,71 +159,125 @@ class ChatService:
 
     def edit_message(self, owner: str, chat_id: str, index: int, text: str) -> None:
         """index counts the messages the chat view shows."""
-        shown = [m for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
+        shown = display_entries(self.store.get_chat(owner, chat_id).messages, STATUS_MARKS)
         if not 0 <= index < len(shown):
             raise IndexError("That message no longer exists.")
+        if shown[index][1] is None:
+            raise IndexError("A tool call and its result cannot be edited.")
         self.door.limits_check_input(text)
-        self.store.update_message(owner, chat_id, shown[index].id, content=text, status="done")
+        self.store.update_message(owner, chat_id, shown[index][1], content=text, status="done")
 
     # ---- the reply ---------------------------------------------------------------------------
     def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None,
                hooks: ChatHooks | None = None):
+        """The model's reply; when it calls the chat's tools, the calls run and the model
+        goes on from their results, up to MAX_TOOL_ROUNDS times, all under one admission."""
         owner = who.owner
         self._remember_settings(owner, chat_id, settings)
         history = self._history(owner, chat_id)
         hooks = hooks or ChatHooks(self.door, who, settings, lambda: history)
         settings = hooks.settings                     # after extensions' state_modifier
-        history = hooks.prompt_history(history)       # extensions' history_modifier
+        turns = self._tool_turns(settings, hooks)
+        stops = prompt_messages(settings.mode, [], settings.character).stop_strings
+        params = _with_stops(settings.params, stops)
+        if turns.active and turns.style != HERMES:     # Llama's and Mistral's call markers are special tokens
+            params = params.replace(skip_special_tokens=False)
+        forced = turns.grammar if continue_message is None else ""
+        with self.door.admit(who, params.replace(grammar_string=forced) if forced else params) as admission:
+            admission.notices += turns.notices
+            for round_number in range(MAX_TOOL_ROUNDS + 1):
+                if round_number:
+                    admission.replace_params(params)       # after the results the model is free
+                written = yield from self._write(who, chat_id, settings, control, admission, hooks, turns,
+                                                 continue_message if not round_number else None,
+                                                 may_call=round_number < MAX_TOOL_ROUNDS, after_tools=round_number > 0)
+                if written is None:
+                    return
+                yield from self._run_calls(owner, chat_id, turns, *written)
+
+    def _write(self, who, chat_id, settings, control, admission, hooks, turns: ToolTurns, continue_message,
+               *, may_call: bool, after_tools: bool):
+        """One message of the reply, streamed and saved as it grows. Returns (its tool
+        calls, its id, its last update) when it ends in calls to run, else None."""
+        owner = who.owner
+        history = hooks.prompt_history(self._history(owner, chat_id, turns.native))    # history_modifier
         mode_prompt = prompt_messages(settings.mode, history, settings.character,
                                       continue_last=continue_message is not None)
-        params = _with_stops(settings.params, mode_prompt.stop_strings)
+        mode_prompt = dataclasses.replace(mode_prompt, messages=turns.with_instructions(mode_prompt.messages))
         prefix = continue_message.content if continue_message else ""
-        with self.door.admit(who, params) as admission:
-            if continue_message is None:
-                reply_id = self.store.append_message(owner, chat_id, "assistant", "", status="streaming")
-            else:
-                reply_id = continue_message.id
-                self.store.update_message(owner, chat_id, reply_id, status="streaming")
-            shown = self.messages(owner, chat_id)
-            last_save, text, saved = time.monotonic(), prefix, False
-            stream = hooks.stream(admission, mode_prompt, settings.template, control,
-                                  continue_last=continue_message is not None)
-            try:
-                for update in stream:
-                    text = prefix + update.text
-                    if update.finished is not None:
-                        text = hooks.output(text, update)     # extensions' output_modifier
-                    shown[-1] = {"role": "assistant", "content": text}
-                    kept = len(text)
-                    if update.finished is not None:
-                        kept = self._save_final(owner, chat_id, reply_id, text, update.finished,
-                                                is_new=continue_message is None)
-                        saved = True
-                        if update.finished.reason == "error" and text == prefix:
-                            shown = self.messages(owner, chat_id)
-                    elif time.monotonic() - last_save >= SAVE_INTERVAL:
-                        last_save = time.monotonic()
-                        kept = self.store.update_message(owner, chat_id, reply_id, content=text,
-                                                         cut_to_fit=True)
-                    if kept < len(text):           # the owner's storage limit cut it
-                        saved = True
-                        yield self._stopped_at_storage_limit(owner, chat_id, reply_id, update.notices)
-                        return                     # closing the stream cancels the request
-                    yield ChatUpdate(chat_id, shown, update.status, update.notices, _error(update),
-                                     update.finished is not None)
-            finally:
-                stream.close()
-                if not saved:      # the browser went away mid-reply: keep what was written
-                    self.store.update_message(owner, chat_id, reply_id, content=text, status="stopped",
-                                              cut_to_fit=True)
+        if continue_message is None:
+            reply_id = self.store.append_message(owner, chat_id, "assistant", "", status="streaming")
+        else:
+            reply_id = continue_message.id
+            self.store.update_message(owner, chat_id, reply_id, status="streaming")
+        shown = self.messages(owner, chat_id)
+        watch = ReplyWatch(turns.toolset.names) if turns.active and may_call else None
+        last_save, text, saved = time.monotonic(), prefix, False
+        stream = hooks.stream(admission, mode_prompt, settings.template, control,
+                              continue_last=continue_message is not None, tools=turns.template_tools())
+        try:
+            for update in stream:
+                text, calls = prefix + update.text, []        # as written, tool call markup and all
+                shown_text = text if watch is None else prefix + watch.update(update.text)
+                if update.finished is not None:
+                    if watch is not None and update.finished.ok:
+                        shown_text, calls = watch.finish()
+                        text = shown_text = prefix + shown_text
+                    text = shown_text = hooks.output(text, update)     # extensions' output_modifier
+                shown[-1] = {"role": "assistant", "content": shown_text}
+                kept = len(text)
+                if update.finished is not None:
+                    kept = self._save_final(owner, chat_id, reply_id, text, update.finished,
+                                            is_new=continue_message is None, calls=calls, after_tools=after_tools)
+                    saved = True
+                    if not text or update.finished.reason == "error" and text == prefix:
+                        shown = self.messages(owner, chat_id)
+                elif time.monotonic() - last_save >= SAVE_INTERVAL:
+                    last_save = time.monotonic()
+                    kept = self.store.update_message(owner, chat_id, reply_id, content=text, cut_to_fit=True)
+                if kept < len(text):           # the owner's storage limit cut it
+                    saved = True
+                    yield self._stopped_at_storage_limit(owner, chat_id, reply_id, update.notices)
+                    return None                # closing the stream cancels the request
+                if calls:
+                    return calls, reply_id, update
+                yield ChatUpdate(chat_id, shown, update.status, update.notices, _error(update),
+                                 update.finished is not None)
+        finally:
+            stream.close()
+            if not saved:      # the browser went away mid-reply: keep what was written
+                self.store.update_message(owner, chat_id, reply_id, content=text, status="stopped",
+                                          cut_to_fit=True)
+        return None
 
-    def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool) -> int:
+    def _run_calls(self, owner, chat_id, turns: ToolTurns, calls, reply_id, update) -> Iterator[ChatUpdate]:
+        """Runs the calls one by one, each result stored as a "tool" message as it comes."""
+        notices = list(update.notices)
+        waiting = {call.id for call in calls}
+        for call in calls:
+            yield ChatUpdate(chat_id, self.messages(owner, chat_id, running=waiting),
+                             f"Running the tool {call.name}...", notices)
+            notices = []
+            result = turns.toolset.run(call)
+            try:
+                self.store.append_message(owner, chat_id, "tool", result.content,
+                                          meta={"tool_call_id": call.id, "name": call.name, "ok": result.ok})
+            except StorageLimitReached:
+                yield self._stopped_at_storage_limit(owner, chat_id, reply_id, [])
+                return
+            waiting.discard(call.id)
+        yield ChatUpdate(chat_id, self.messages(owner, chat_id), "The model reads the results...", notices)
+
+    def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool, calls=(),
+                    after_tools: bool = False) -> int:
         """Returns how much of `text` was stored (less when the storage limit cut it)."""
-        if finished.reason == "error" and is_new and not text:
+        if is_new and not text and not calls and (finished.reason == "error" or after_tools):
             self.store.delete_message(owner, chat_id, reply_id)    # leave no empty reply behind
             return 0
         meta = {"tokens": finished.n_tokens, "tokens_per_second": finished.tokens_per_second,
                 "finish_reason": finished.reason}
+        if calls:
+            meta["tool_calls"] = stored_calls(calls)
         return self.store.update_message(owner, chat_id, reply_id, content=text, cut_to_fit=True,
                                          status=_final_status(finished.reason), meta=meta)
 
@@ -217,18 +291,30 @@ class ChatService:
         return ChatUpdate(chat_id, self.messages(owner, chat_id), "Stopped at the storage limit.",
                           list(notices), message, done=True)
 
-    def _history(self, owner, chat_id) -> list[dict]:
+    def _history(self, owner, chat_id, native_tools: bool = False) -> list[dict]:
+        """The stored messages as the template's; tool calls and results as the template
+        takes them (native_tools) or as text (modules/chat_tool_turns.py)."""
         if not chat_id:
             return []
-        return [{"role": m.role, "content": model_text(m)}
-                for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant")]
+        stored = [m for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant", "tool")]
+        return template_messages(stored, native_tools, model_text)
+
+    def _tool_turns(self, settings: ChatSettings, hooks: ChatHooks) -> ToolTurns:
+        if not settings.tools:
+            return ToolTurns()
+        backend = self.door.scheduler.backend
+        text_only = hooks.runner is not None and hooks.runner.has("history_modifier")
+        return plan_turns(self.tools.toolset(settings.tools), settings.tool_choice,
+                          settings.template or FALLBACK_TEMPLATE, settings.mode,
+                          backend.info.loader if backend is not None else None, text_only)
 
     def _remember_settings(self, owner, chat_id, settings: ChatSettings) -> None:
-        """The chat keeps the mode and character it was last answered in (for reopening)."""
+        """The chat keeps the mode, character and tools it was last answered with (for reopening)."""
         chat = self.store.get_chat(owner, chat_id)
-        if (chat.mode, chat.character) != (settings.mode, settings.character_file):
-            self.store.set_chat_settings(owner, chat_id, mode=settings.mode,
-                                         character=settings.character_file)
+        if ((chat.mode, chat.character, chat.tools, chat.tool_choice)
+                != (settings.mode, settings.character_file, list(settings.tools), settings.tool_choice)):
+            self.store.set_chat_settings(owner, chat_id, mode=settings.mode, character=settings.character_file,
+                                         tools=list(settings.tools), tool_choice=settings.tool_choice)
 
     def _is_untitled(self, owner, chat_id) -> bool:
         chat = self.store.get_chat(owner, chat_id)

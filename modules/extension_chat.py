@@ -85,9 +85,11 @@ class ChatHooks:
 
     # ---- the reply ---------------------------------------------------------------------------------
     def stream(self, admission, mode_prompt, template: str | None, control, *,
-               continue_last: bool = False) -> Iterator[ReplyUpdate]:
+               continue_last: bool = False, tools: list | None = None) -> Iterator[ReplyUpdate]:
+        """tools: the chat's tools for the template's `tools` variable (not for a custom prompt)."""
         if self.runner is None:
-            yield from admission.stream_chat(mode_prompt.messages, template, control, continue_last=continue_last)
+            yield from admission.stream_chat(mode_prompt.messages, template, control, continue_last=continue_last,
+                                             tools=tools)
             return
         admission.hooks, admission.state = self.runner, self._state()
         prompt = None
@@ -95,7 +97,8 @@ class ChatHooks:
             prompt = self._custom_prompt(admission, mode_prompt, template, continue_last)
         if prompt is None:
             try:
-                built = admission.chat_prompt(mode_prompt.messages, template, continue_last=continue_last)
+                built = admission.chat_prompt(mode_prompt.messages, template, continue_last=continue_last,
+                                              tools=tools)
             except (PromptTooLong, TemplateError, LookupError) as exc:
                 yield failure_update(str(exc))
                 return

@@ -194,11 +194,11 @@ class Admission:
                 continue_last=continue_last, tools=tools)
 
     def stream_chat(self, messages: list[dict], template: str | None, control: SessionControl | None = None,
-                    *, continue_last: bool = False) -> Iterator[ReplyUpdate]:
+                    *, continue_last: bool = False, tools: list | None = None) -> Iterator[ReplyUpdate]:
         """messages end with the user's message (or, with continue_last, a partial reply);
         the oldest turns are left out when the conversation does not fit the context."""
         try:
-            prompt = self.chat_prompt(messages, template, continue_last=continue_last)
+            prompt = self.chat_prompt(messages, template, continue_last=continue_last, tools=tools)
         except (NoModelLoaded, PromptTooLong, TemplateError) as exc:
             yield failure_update(str(exc))
             return

@@ -20,6 +20,7 @@ from modules.chat_session import SessionControl
 from modules.history_store import ChatNotFound
 from modules.params import GenerationParams, ParamError
 from modules.request_limits import LimitExceeded
+from modules.ui import chat_tools as tools_ui
 from modules.ui import common, file_choices, notify
 from modules.ui.context import UIContext
 
@@ -128,6 +129,7 @@ class ChatUI:
     asking: common.AskFirst       # "Delete 'title'?" and Cancel in place of Rename and Delete
     mode: gr.Radio
     character: gr.Dropdown
+    tools: tools_ui.ToolsUI       # which tools the model may call in this chat
     chatbot: gr.Chatbot
     status: gr.Markdown
     textbox: gr.Textbox
@@ -165,6 +167,7 @@ def create_ui(ctx: UIContext) -> ChatUI:
                 character = gr.Dropdown(file_choices.choices(file_choices.library(ctx).characters, None),
                                         value=None, label="Character", elem_id="chat-character",
                                         info="Choosing one starts a new chat with it.")
+            tools = tools_ui.create_ui(ctx.chat.tools)
             chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy", "copy_all"], editable="all",
                                  elem_id="chat-view", feedback_options=None)
             status = gr.Markdown(elem_id="chat-status")
@@ -183,7 +186,7 @@ def create_ui(ctx: UIContext) -> ChatUI:
                 impersonate = gr.Button("Impersonate", size="sm", elem_id="chat-impersonate")
                 remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
     return ChatUI(owner, page, new_chat, search, chat_list, list_note, new_title, rename, delete, asking,
-                  mode, character, chatbot, status, textbox, send, stop, regenerate, continue_,
+                  mode, character, tools, chatbot, status, textbox, send, stop, regenerate, continue_,
                   impersonate, remove_last)
 
 
@@ -194,6 +197,7 @@ def create_event_handlers(ctx: UIContext, ui: ChatUI) -> None:
     _wire_navigation(ctx, ui, views)
     _wire_chat_edits(ctx, ui, views)
     _wire_characters(ctx, ui, views)
+    tools_ui.wire(ui.tools, ui.owner, ui.page, ctx.chat.store)
     gr.on(None, None, js=EDIT_KEYS_JS)
 
 
@@ -216,10 +220,11 @@ class ChatViews:
             return [{"role": "assistant", "content": character.fill(character.greeting.strip())}]
         return []
 
-    def settings(self, params_values, template, character_state, chat_mode) -> ChatSettings:
+    def settings(self, params_values, template, character_state, chat_mode, tools=(),
+                 tool_choice="auto") -> ChatSettings:
         params = GenerationParams.from_dict(params_values or {}, strict=False)
         return ChatSettings(params, template, chat_mode, Character.from_state(character_state),
-                            character_file(character_state))
+                            character_file(character_state), list(tools or []), tool_choice or "auto")
 
     def character(self, who, stored: str, character_state):
         """(character_state, dropdown, note) updates that bring back a chat's character."""
@@ -235,10 +240,12 @@ class ChatViews:
         return dict(loaded.to_state(), file=stored), stored, ""
 
     def open(self, who, chat_id, character_state):
-        """Updates for (chatbot, mode, character_state, character, new_title, status)."""
+        """Updates for (chatbot, mode, character_state, character, new_title, status,
+        *tools.outputs)."""
         chat = self.service.store.get_chat(who.owner, chat_id)
         state, dropdown, note = self.character(who, chat.character, character_state)
-        return (self.service.messages(who.owner, chat_id), chat.mode, state, dropdown, chat.title, note)
+        return (self.service.messages(who.owner, chat_id), chat.mode, state, dropdown, chat.title, note,
+                *tools_ui.shown(self.service.tools, chat.tools, chat.tool_choice))
 
 
 def character_file(character_state) -> str:
@@ -260,14 +267,14 @@ def _wire_load(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         chats = service.store.list_chats(who.owner)
         page.chat_id = chats[0].id if chats else None
         shown = (views.open(who, page.chat_id, character_state) if page.chat_id
-                 else ([], SKIP, SKIP, SKIP, "", ""))
-        messages, chat_mode, state, dropdown, title, _ = shown
+                 else ([], SKIP, SKIP, SKIP, "", "", *tools_ui.shown(service.tools)))
+        messages, chat_mode, state, dropdown, title, _, *tools = shown
         return (key, who, gr.Radio(choices=[(c.title, c.id) for c in chats], value=page.chat_id),
                 messages, gr.Textbox(interactive=True), gr.Button(interactive=True),
-                chat_mode, state, dropdown, title)
+                chat_mode, state, dropdown, title, *tools)
     ctx.on_load.append((on_load, [ctx.browser_key, ui.page, ctx.character_state],
                         [ctx.browser_key, ui.owner, ui.chat_list, ui.chatbot, ui.textbox, ui.send,
-                         ui.mode, ctx.character_state, ui.character, ui.new_title]))
+                         ui.mode, ctx.character_state, ui.character, ui.new_title, *ui.tools.outputs]))
 
 
 # ---- replies -------------------------------------------------------------------------------
@@ -309,7 +316,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
             return None, BUSY
         return turn, None
 
-    def send_message(text, who, page, params_values, template, character_state, chat_mode, query):
+    def send_message(text, who, page, params_values, template, character_state, chat_mode, query, *tools):
         text = (text or "").strip()
         if not text:
             yield SKIP, SKIP, SKIP, SKIP, SKIP
@@ -320,7 +327,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
             return
         try:
             try:
-                settings = views.settings(params_values, template, character_state, chat_mode)
+                settings = views.settings(params_values, template, character_state, chat_mode, *tools)
                 service.check_send(who.owner, turn.chat_id, text)
             except REFUSALS as exc:
                 notify.warn(str(exc))
@@ -335,7 +342,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
             page.end_reply()
 
     def on_chat(method, *, needs_chat=True, to_box=False):
-        def handler(draft, who, page, params_values, template, character_state, chat_mode, query):
+        def handler(draft, who, page, params_values, template, character_state, chat_mode, query, *tools):
             turn, refusal = claim(who, page)
             if turn is None:
                 yield SKIP, SKIP, refusal, SKIP, SKIP
@@ -345,7 +352,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
                     yield SKIP, SKIP, "Send a message first.", SKIP, SKIP
                     return
                 try:
-                    settings = views.settings(params_values, template, character_state, chat_mode)
+                    settings = views.settings(params_values, template, character_state, chat_mode, *tools)
                 except REFUSALS as exc:
                     yield SKIP, SKIP, f"Error: {exc}", SKIP, SKIP
                     return
@@ -356,7 +363,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         return handler
 
     inputs = [ui.textbox, ui.owner, ui.page, ctx.params_state, ctx.template_state, ctx.character_state,
-              ui.mode, ui.search]
+              ui.mode, ui.search, *ui.tools.inputs]
     # status third: tests/load_client.py reads the finished reply's line there
     outputs = [ui.chatbot, ui.new_title, ui.status, ui.textbox, ui.chat_list]
     # "multiple": a second Send during a reply reaches the server and is answered (BUSY),
@@ -391,17 +398,18 @@ def _wire_navigation(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
     ui.chatbot.clear(start_new_chat, new_chat_inputs, new_chat_outputs, queue=False, **common.QUIET)
 
     def open_chat(who, selected, page, character_state):
+        keep = (SKIP,) * len(ui.tools.outputs)
         if not (who and selected):
-            return (SKIP,) * 6 + tuple(ui.asking.settle())
+            return (SKIP,) * 6 + keep + tuple(ui.asking.settle())
         page.go_to(selected)
         try:
             return (*views.open(who, selected, character_state), *ui.asking.settle())
         except ChatNotFound as exc:
             page.go_to(None)
-            return ([], SKIP, SKIP, SKIP, "", f"Error: {exc}", *ui.asking.settle())
+            return ([], SKIP, SKIP, SKIP, "", f"Error: {exc}", *keep, *ui.asking.settle())
     ui.chat_list.input(open_chat, [ui.owner, ui.chat_list, ui.page, ctx.character_state],
                        [ui.chatbot, ui.mode, ctx.character_state, ui.character, ui.new_title, ui.status,
-                        *ui.asking.outputs], queue=False, **common.QUIET)
+                        *ui.tools.outputs, *ui.asking.outputs], queue=False, **common.QUIET)
 
     def search_chats(who, query, page):
         listing = views.chat_list(who, query, page.chat_id)
