@@ -30,6 +30,13 @@ def test_text_file_named_gguf_is_reported_and_the_server_serves(tmp_path, new_co
         page.wait_for_function(
             "() => (document.querySelector('#model-status')?.innerText || '').includes('Loaded')",
             timeout=60_000)
+        page.get_by_role("tab", name="Chat", exact=True).click()
+        page.fill("#chat-input textarea", "Tell me the capital of France.")
+        page.click("#chat-send")
+        page.wait_for_function(
+            "() => (document.querySelector('#chat-status')?.innerText || '').includes('tokens/s')",
+            timeout=120_000)
+        assert "Paris" in page.inner_text("#chat-view")
     finally:
         server.stop()
 
