@@ -17,6 +17,7 @@ from tests.browser.conftest import ACCOUNTS, ROOT
 GENERATION_TIMEOUT = 180_000      # ms; the box is shared and may be busy
 FRANCE = "Tell me the capital of France."
 GERMANY = "Tell me the capital of Germany."
+COUNTING = "Count from one to twenty."     # a reply of dozens of tokens: several screen updates
 SUMMARY = re.compile(r"\d+ tokens, [\d.]+ tokens/s")
 
 
@@ -138,26 +139,46 @@ def test_every_tab_renders_its_main_controls(page, server_url):
 
 # ---- chat -------------------------------------------------------------------------------
 
+# Installed in the page before a send: every text the last reply shows, and every status
+# line, in the order the page showed them (nothing missed between two polls).
+RECORD_UPDATES = """
+() => {
+  const rec = window.__updates = {reply: [], status: []};
+  const view = document.querySelector('#chat-view'), line = document.querySelector('#chat-status');
+  const push = (list, text) => { if (list[list.length - 1] !== text) list.push(text); };
+  new MutationObserver(() => {
+    const bots = view.querySelectorAll('[data-testid="bot"]');
+    if (bots.length) push(rec.reply, bots[bots.length - 1].innerText.trim());
+  }).observe(view, {childList: true, subtree: true, characterData: true});
+  new MutationObserver(() => push(rec.status, line.innerText.trim()))
+    .observe(line, {childList: true, subtree: true, characterData: true});
+}
+"""
+
+
 def test_chat_reply_streams_in_and_reports_speed(page, server_url):
     open_app(page, server_url)
-    send(page, FRANCE)
-    seen_texts, seen_status = [], []
-    deadline = time.monotonic() + GENERATION_TIMEOUT / 1000
-    while time.monotonic() < deadline:
-        line = status(page).inner_text()
-        texts = bot_messages(page).all_inner_texts()
-        if texts and texts[-1].strip() and (not seen_texts or seen_texts[-1] != texts[-1]):
-            seen_texts.append(texts[-1])
-        seen_status.append(line)
-        if "tokens/s" in line:
-            break
-        time.sleep(0.03)
-    final = status(page).inner_text()
+    page.evaluate(RECORD_UPDATES)
+    send(page, COUNTING)
+    final = wait_finished(page)
     assert SUMMARY.search(final), final
-    streamed = len(seen_texts) >= 2 or any(s.startswith("Writing...") for s in seen_status)
-    assert streamed, (seen_texts, seen_status[-5:])
-    expect(bot_messages(page).last).to_contain_text("Paris")
+    updates = page.evaluate("window.__updates")
+    replies = [text for text in updates["reply"] if text]
+    shown = bot_messages(page).last.inner_text().strip()
+    # Streaming: the reply grew on screen in several steps, each before the reply ended.
+    partial = [text for text in replies if text != shown]
+    assert len(partial) >= 2, replies
+    assert len({len(text) for text in partial}) >= 2 and min(map(len, partial)) < len(shown)
+    writing = [line for line in updates["status"] if line.startswith("Writing...")]
+    assert len(writing) >= 2, updates["status"]
     assert page.locator("#chat-input textarea").input_value() == ""
+
+
+# Tokens a reply may still gain after Stop is clicked: the screen's count lags the server
+# by one coalesced update, and the click travels through the browser and Gradio's queue
+# before the scheduler ends the request (within one token). Both shrink in tokens when
+# the machine is slow, since generation slows with them.
+TOKENS_AFTER_STOP = 64
 
 
 def test_stop_ends_a_long_reply_and_keeps_the_partial_text(page, server_url):
@@ -170,15 +191,14 @@ def test_stop_ends_a_long_reply_and_keeps_the_partial_text(page, server_url):
     send(page, "Write a long story about a dragon.")
     expect(status(page)).to_contain_text("Writing...", timeout=GENERATION_TIMEOUT)
     expect(bot_messages(page).last).not_to_be_empty()
+    shown_at_stop = int(re.search(r"(\d+) tokens", status(page).inner_text()).group(1))
     page.locator("#chat-stop").click()
     expect(status(page)).to_contain_text("(stopped)", timeout=30_000)
     partial = bot_messages(page).last.inner_text()
     assert partial.strip()
     tokens = int(re.search(r"(\d+) tokens", status(page).inner_text()).group(1))
-    assert tokens < 2000
-    time.sleep(1.0)
-    assert bot_messages(page).last.inner_text() == partial      # nothing more arrives
-    # the stopped reply is stored as it was
+    assert tokens - shown_at_stop <= TOKENS_AFTER_STOP, f"{tokens - shown_at_stop} tokens after Stop"
+    # the stopped reply is stored as it was shown: nothing more was written after Stop
     page.reload()
     expect(bot_messages(page).last).to_have_text(partial, timeout=30_000)
 
@@ -355,8 +375,17 @@ def test_accounts_keep_chats_apart_and_refuse_a_wrong_password(new_context, auth
     wait_ready(bob)       # the chat list is filled by then
     expect(bob.locator("#chat-list")).not_to_contain_text(GERMANY)
     expect(user_messages(bob)).to_have_count(0)
+    send(bob, FRANCE)     # and the other way: bob's chat stays his
+    wait_finished(bob)
+    expect(bob.locator("#chat-list")).to_contain_text(FRANCE)
+    expect(bob.locator("#chat-list")).not_to_contain_text(GERMANY)
 
-    # alice's chats follow her log-in to another browser
+    # alice's chats follow her log-in to another browser, and bob's do not
     again = new_context().new_page()
     log_in(again, url, "alice", ACCOUNTS["alice"])
     expect(again.locator("#chat-list")).to_contain_text(GERMANY, timeout=30_000)
+    expect(again.locator("#chat-list")).not_to_contain_text(FRANCE)
+    expect(again.locator("#chat-view")).not_to_contain_text(FRANCE)
+    alice.reload()
+    expect(alice.locator("#chat-list")).to_contain_text(GERMANY, timeout=30_000)
+    expect(alice.locator("#chat-list")).not_to_contain_text(FRANCE)
