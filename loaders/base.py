@@ -49,6 +49,7 @@ class Sequence:
         self.prompt_tokens = list(prompt_tokens)
         self.params = params
         self.generated: list[int] = []
+        self.n_reused = 0          # prompt tokens found in a cache and not read again
 
     @property
     def n_tokens(self) -> int:
@@ -81,6 +82,13 @@ class Backend(ABC):
     def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> Sequence:
         """Reserves a slot and a sampler; the prompt is processed by the next forward()."""
 
+    def open_sequence_for(self, owner: str, prompt_tokens: list[int],
+                          params: GenerationParams) -> Sequence:
+        """open_sequence for a known owner, which the scheduler always uses. A backend that
+        keeps caches between requests (llama.cpp) picks the slot holding the longest start
+        of the prompt, the owner's own on a tie; the others ignore the owner."""
+        return self.open_sequence(prompt_tokens, params)
+
     @abstractmethod
     def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
         """One model pass. Feeds each given sequence its sampled token and processes
@@ -92,7 +100,8 @@ class Backend(ABC):
 
     @abstractmethod
     def close_sequence(self, seq: Sequence) -> None:
-        """Frees the sequence's slot and cache."""
+        """Frees the sequence's slot. A backend may keep its cache there for a later prompt
+        that starts the same way (the next turn of a chat)."""
 
     def top_candidates(self, seq: Sequence, count: int) -> list[tuple[int, float]]:
         """(token, probability) of the likeliest next tokens under the sequence's sampler

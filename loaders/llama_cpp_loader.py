@@ -4,16 +4,24 @@ Decoding goes through `llama_decode` on a batch rather than the high-level compl
 call, which costs about a quarter of the speed. One context holds `parallel` sequences,
 each with its own slice of the context (`ctx_size` tokens), its own seq_id and its own
 native sampler chain, so several users' tokens are decoded in one pass.
+
+A finished sequence's cache stays in its slot, and a new prompt goes to the slot that
+already holds the longest prefix of it, so a chat's next turn reads only its new tokens
+(loaders/llama_cpp_cache.py). Long prompts are read in chunks while others generate
+(loaders/prefill_budget.py).
 """
 from __future__ import annotations
 
 import ctypes
 import logging
 import os
+import time
 
 import llama_cpp as ll
 
 from loaders.base import Backend, ModelInfo, ModelLoadError, Sequence
+from loaders.llama_cpp_cache import CacheCounters, Plan, SavedState, SlotTable
+from loaders.prefill_budget import PrefillBudget
 from loaders.llama_cpp_sampling import SamplerChain
 from loaders.settings import LoadSettings
 from modules.params import GenerationParams
@@ -56,12 +64,16 @@ def check_gguf_file(path: str) -> None:
 
 
 class LlamaSequence(Sequence):
-    def __init__(self, prompt_tokens, params, seq_id: int, sampler: SamplerChain):
+    def __init__(self, prompt_tokens, params, slot, sampler: SamplerChain, kept: int):
         super().__init__(prompt_tokens, params)
-        self.seq_id = seq_id
+        self.slot = slot
+        self.seq_id = slot.seq_id
         self.sampler = sampler
-        self.n_past = 0              # tokens already in the KV cache
+        self.n_past = kept           # tokens already in the KV cache
+        self.n_reused = kept         # of those, kept from an earlier request (not read)
+        self.cached = list(prompt_tokens[:kept])   # the token at each cache position
         self.logits_index = -1       # row of this sequence's logits in the last batch
+        self.closed = False
 
 
 class LlamaCppBackend(Backend):
@@ -77,7 +89,9 @@ class LlamaCppBackend(Backend):
         except Exception:
             self.unload()
             raise
-        self._free_seq_ids = list(range(self._parallel))
+        self._slots = SlotTable(self._parallel, self._cache_reuse, settings.cache_ram * 2**20)
+        self._counters = CacheCounters()
+        self._budget = PrefillBudget(self._n_batch, settings.prefill_chunk)
         self._pending: list[LlamaSequence] = []      # prompts not fully processed yet
         self._piece_cache: dict[tuple[int, bool], bytes] = {}
         self._end_tokens = [t for t in range(self._n_vocab) if ll.llama_vocab_is_eog(self._vocab, t)]
@@ -120,6 +134,9 @@ class LlamaCppBackend(Backend):
         params.n_threads = settings.resolved_threads()
         params.n_threads_batch = settings.resolved_threads_batch()
         params.no_perf = True
+        self._cache_reuse = self._reuse_supported(settings)
+        if self._cache_reuse and ll.llama_model_n_swa(self._model) > 0:
+            params.swa_full = True            # a sliding window forgets the prefix to reuse
         self._ctx = ll.llama_init_from_model(self._model, params)
         if not self._ctx:
             raise ModelLoadError(
@@ -129,6 +146,15 @@ class LlamaCppBackend(Backend):
         self._n_batch = params.n_batch
         self._batch = ll.llama_batch_init(self._n_batch, 0, 1)
         self._memory = ll.llama_get_memory(self._ctx)
+
+    def _reuse_supported(self, settings: LoadSettings) -> bool:
+        """Recurrent and hybrid models cannot drop the tail of a sequence's state."""
+        if not settings.cache_reuse:
+            return False
+        if ll.llama_model_is_recurrent(self._model) or ll.llama_model_is_hybrid(self._model):
+            log.info("prompt cache reuse is off: this model's memory cannot be cut at a position")
+            return False
+        return True
 
     def _describe(self, path: str, settings: LoadSettings) -> ModelInfo:
         template = ll.llama_model_chat_template(self._model, None)
@@ -149,7 +175,28 @@ class LlamaCppBackend(Backend):
                 "GPU offload supported": bool(ll.llama_supports_gpu_offload()),
                 "threads": settings.resolved_threads(),
                 "parameters": ll.llama_model_n_params(self._model),
+                "prompt cache": self._cache_description(settings),
             })
+
+    def _cache_description(self, settings: LoadSettings) -> str:
+        if not self._cache_reuse:
+            return "off (every prompt is read from its first token)"
+        return f"on, slots kept between requests; host memory up to {settings.cache_ram} MiB"
+
+    def _update_details(self) -> None:
+        """Live counters for the Model tab (it shows info.details as they are)."""
+        details = self.info.details
+        details["prompt cache use"] = self._counters.summary()
+        host = self._slots.host
+        if host.capacity:
+            details["prompt cache in host memory"] = (
+                f"{len(host)} chats, {host.bytes / 2**20:.1f} of {host.capacity / 2**20:.0f} MiB")
+        details["prompt reading while others generate"] = self._budget.describe()
+
+    @property
+    def cache_counters(self) -> CacheCounters:
+        """Prompt tokens kept, restored and read since the model was loaded (tests, benchmarks)."""
+        return self._counters
 
     # ---- tokens ----------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
@@ -182,20 +229,67 @@ class LlamaCppBackend(Backend):
 
     # ---- decoding ----------------------------------------------------------------------
     def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> LlamaSequence:
-        if not self._free_seq_ids:
+        return self.open_sequence_for("", prompt_tokens, params)
+
+    def open_sequence_for(self, owner: str, prompt_tokens: list[int],
+                          params: GenerationParams) -> LlamaSequence:
+        if not self._slots.free_slots():
             raise RuntimeError("All sequence slots are busy.")
         bad = [t for t in prompt_tokens if not 0 <= t < self._n_vocab]
         if bad:
             raise ValueError(f"Token id {bad[0]} is outside the vocabulary.")
         sampler = SamplerChain(self._vocab, self._n_vocab, params, self._end_tokens)
-        seq = LlamaSequence(prompt_tokens, params, self._free_seq_ids.pop(0), sampler)
+        plan = self._slots.plan(prompt_tokens, owner)
+        kept = self._prepare_slot(plan)
+        self._slots.occupy(plan.slot, owner)
+        self._counters.record(len(prompt_tokens), kept, plan.restore is not None)
+        seq = LlamaSequence(prompt_tokens, params, plan.slot, sampler, kept)
         self._pending.append(seq)
+        if self._cache_reuse:
+            log.debug("prompt cache: %d prompt tokens from %r on slot %d: %d %s, %d to read%s",
+                      len(prompt_tokens), owner, plan.slot.seq_id, kept,
+                      "restored from host memory" if plan.restore else "kept in the slot",
+                      len(prompt_tokens) - kept, "; the slot's old chat saved" if plan.save_first else "")
+            self._update_details()
         return seq
+
+    def _prepare_slot(self, plan: Plan) -> int:
+        """Saves, restores and trims the slot's cache as planned; returns the tokens kept."""
+        slot, seq_id = plan.slot, plan.slot.seq_id
+        if plan.save_first:
+            self._save_slot(slot.seq_id, slot.tokens, slot.owner)
+        if plan.restore is not None:
+            ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+            data = plan.restore.data
+            if ll.llama_state_seq_set_data(self._ctx, data, len(data), seq_id) == 0:
+                log.warning("prompt cache: restoring a saved chat failed; reading it again")
+                slot.tokens = []
+                ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+                return 0
+            slot.tokens = plan.restore.tokens
+        kept = plan.keep
+        if kept < len(slot.tokens) and not ll.llama_memory_seq_rm(self._memory, seq_id, kept, -1):
+            kept = 0        # this memory cannot drop a tail: start from scratch
+            ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
+        slot.tokens = slot.tokens[:kept]
+        return kept
+
+    def _save_slot(self, seq_id: int, tokens: list[int], owner: str) -> None:
+        size = ll.llama_state_seq_get_size(self._ctx, seq_id)
+        buffer = (ctypes.c_uint8 * size)()
+        written = ll.llama_state_seq_get_data(self._ctx, buffer, size, seq_id)
+        if written == 0:
+            return
+        if self._slots.host.put(SavedState(list(tokens), owner, buffer)):
+            self._counters.saves += 1
+            log.debug("prompt cache: saved %d tokens of %r's chat to host memory (%.1f MiB)",
+                      len(tokens), owner, size / 2**20)
 
     def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
         batch = self._batch
         n = 0
         with_logits: list[LlamaSequence] = []
+        in_batch: list[LlamaSequence] = []
 
         def put(token: int, seq: LlamaSequence, logits: bool) -> None:
             nonlocal n
@@ -205,6 +299,7 @@ class LlamaCppBackend(Backend):
             batch.seq_id[n][0] = seq.seq_id
             batch.logits[n] = 1 if logits else 0
             seq.n_past += 1
+            seq.cached.append(token)
             if logits:
                 seq.logits_index = n
                 with_logits.append(seq)
@@ -212,22 +307,31 @@ class LlamaCppBackend(Backend):
 
         for seq, token in feeds.items():
             put(token, seq, True)
-        # Prompts fill the rest of the batch; a long one continues in the next passes.
-        while self._pending and n < self._n_batch:
+            in_batch.append(seq)
+        # Prompts fill the rest of the batch, in small chunks while others are generating
+        # so their next token is not held up; a long prompt continues in the next passes.
+        budget = self._budget.tokens(len(feeds))
+        prompt_tokens = 0
+        while self._pending and prompt_tokens < budget:
             seq = self._pending[0]
             remaining = seq.prompt_tokens[seq.n_past:]
-            room = self._n_batch - n
-            for i, token in enumerate(remaining[:room]):
+            in_batch.append(seq)
+            for token in remaining[:budget - prompt_tokens]:
                 put(token, seq, seq.n_past == len(seq.prompt_tokens) - 1)
+                prompt_tokens += 1
             if seq.n_past == len(seq.prompt_tokens):
                 self._pending.pop(0)
         if n == 0:
             return []
         batch.n_tokens = n
+        started = time.perf_counter()
         status = ll.llama_decode(self._ctx, batch)
         if status != 0:
+            for seq in in_batch:        # what the cache holds for them is unknown now
+                seq.cached = None
             raise RuntimeError(f"llama_decode returned {status}" +
                                (" (no room left in the context)" if status == 1 else ""))
+        self._budget.record(len(feeds), prompt_tokens, time.perf_counter() - started)
         return with_logits
 
     def sample(self, seq: LlamaSequence) -> int:
@@ -238,12 +342,16 @@ class LlamaCppBackend(Backend):
         return top_candidates(self._ctx, self._vocab, self._n_vocab, seq, count)
 
     def close_sequence(self, seq: LlamaSequence) -> None:
+        """Frees the slot for the next request but, with reuse on, leaves its cache there."""
+        if seq.closed:
+            return
+        seq.closed = True
         if seq in self._pending:
             self._pending.remove(seq)
         seq.sampler.free()
-        ll.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
-        if seq.seq_id not in self._free_seq_ids:
-            self._free_seq_ids.append(seq.seq_id)
+        if not self._cache_reuse or seq.cached is None:
+            ll.llama_memory_seq_rm(self._memory, seq.seq_id, -1, -1)
+        self._slots.release(seq.slot, seq.cached or [])
 
     def unload(self) -> None:
         # Prompts not yet read free their native samplers too (there are none yet when
@@ -252,6 +360,8 @@ class LlamaCppBackend(Backend):
             seq.sampler.free()
         self._pending = []
         self._piece_cache = {}
+        if getattr(self, "_slots", None) is not None:
+            self._slots.host.clear()
         if self._batch is not None:
             ll.llama_batch_free(self._batch)
             self._batch = None

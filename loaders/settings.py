@@ -27,6 +27,9 @@ class LoadSettings:
     no_mmap: bool = False
     mlock: bool = False
     parallel: int = 4                  # sequences decoded together (users served at once)
+    cache_reuse: bool = True           # keep each slot's cache; read only what a prompt adds
+    cache_ram: int = 1024              # MiB of host memory for caches of reclaimed slots; 0: none
+    prefill_chunk: int = 0             # prompt tokens a pass reads while others generate; 0: measured
     # Transformers / GPTQ
     cpu: bool = False
     bf16: bool = False

@@ -42,6 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     llama.add_argument("--mlock", action="store_true", help="Lock the model in RAM so the system never swaps it out.")
     llama.add_argument("--parallel", type=int, default=4, help="Sequences decoded together (users served at once); "
                        "each gets --ctx-size tokens of context.")
+    llama.add_argument("--no-cache-reuse", dest="cache_reuse", action="store_false",
+                       help="Read every prompt from its first token instead of keeping each slot's cache "
+                       "for the next prompt that starts the same way (the next turn of a chat).")
+    llama.add_argument("--cache-ram", type=int, default=1024, help="MiB of host memory for the caches of "
+                       "slots handed to other chats, so a chat taken up again is restored, not read "
+                       "again; 0: none.")
+    llama.add_argument("--prefill-chunk", type=int, default=0, help="Prompt tokens one pass reads while "
+                       "others are generating; 0: sized from measured times so their replies keep "
+                       "their pace.")
 
     hf = parser.add_argument_group("Transformers and GPTQ")
     hf.add_argument("--cpu", action="store_true", help="Run on the CPU even if a GPU is present.")
@@ -98,7 +107,9 @@ def load_settings_from_args(args: argparse.Namespace) -> LoadSettings:
     return LoadSettings(
         loader=args.loader, ctx_size=args.ctx_size, gpu_layers=args.gpu_layers, threads=args.threads,
         threads_batch=args.threads_batch, batch_size=args.batch_size, no_mmap=args.no_mmap,
-        mlock=args.mlock, parallel=args.parallel, cpu=args.cpu, bf16=args.bf16,
+        mlock=args.mlock, parallel=args.parallel, cache_reuse=args.cache_reuse,
+        cache_ram=max(0, args.cache_ram), prefill_chunk=max(0, args.prefill_chunk), cpu=args.cpu,
+        bf16=args.bf16,
         cpu_memory=args.cpu_memory, gpu_split=args.gpu_split, load_in_8bit=args.load_in_8bit,
         load_in_4bit=args.load_in_4bit, trust_remote_code=args.trust_remote_code,
         attn_implementation=args.attn_implementation)

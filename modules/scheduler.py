@@ -215,7 +215,7 @@ class Scheduler:
                     f"The prompt is {len(tokens)} tokens long but the context holds "
                     f"{backend.info.n_ctx}. Shorten it or load the model with a larger --ctx-size.")
             request.warnings.extend(backend.warnings_for(request.params))
-            seq = backend.open_sequence(tokens, request.params)
+            seq = backend.open_sequence_for(request.owner, tokens, request.params)
             sampler = getattr(seq, "sampler", None)
             request.seed = getattr(sampler, "seed", None)
         except Exception as exc:

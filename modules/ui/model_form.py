@@ -20,7 +20,9 @@ LLAMA_FIELDS = ["ctx_size", "gpu_layers", "threads", "threads_batch", "batch_siz
 HF_FIELDS = ["cpu", "cpu_memory", "gpu_split"]          # Transformers and GPTQ
 TRANSFORMERS_FIELDS = ["bf16", "load_in_8bit", "load_in_4bit", "attn_implementation"]
 FIELDS = LLAMA_FIELDS + HF_FIELDS + TRANSFORMERS_FIELDS
-COMMAND_LINE_ONLY = {"trust_remote_code"}      # runs a folder's code: the operator's decision
+# trust_remote_code runs a folder's code: the operator's decision; the prompt-cache tuning
+# (--no-cache-reuse, --cache-ram, --prefill-chunk) is the server's, not the form's.
+COMMAND_LINE_ONLY = {"trust_remote_code", "cache_reuse", "cache_ram", "prefill_chunk"}
 assert set(FIELDS) == {f.name for f in dataclasses.fields(LoadSettings)} - {"loader"} - COMMAND_LINE_ONLY, \
     "every LoadSettings field needs a place in the Model tab"
 # Ranges the form accepts; the loaders check what the model itself allows.
