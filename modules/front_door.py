@@ -188,8 +188,8 @@ class Admission:
                 raise NoModelLoaded(NO_MODEL)
             info = backend.info
             reserve = min(params.max_new_tokens, info.n_ctx // 2)
-            return build_chat_prompt(
-                messages, template, token_counter(self.hooks, backend, params.add_bos_token),
+            return build_chat_prompt(     # no template chosen: the model's own (a fallback if it has none)
+                messages, template or info.chat_template, token_counter(self.hooks, backend, params.add_bos_token),
                 info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
                 continue_last=continue_last, tools=tools)
 

@@ -165,3 +165,14 @@ def test_every_limit_is_listed_in_docs_sharing_with_its_default():
     for spec in LIMIT_SPECS:
         default = f"{spec.default:,}" if isinstance(spec.default, int) else f"{spec.default:g}"
         assert f"| `{flag_name(spec)}` | {default} |" in docs, flag_name(spec)
+
+
+def test_no_chosen_template_means_the_models_own(scheduler, llama_backend):
+    """The Template tab's "the model's own template" is the None choice: the prompt must
+    be the one the model's template makes (SmolLM2's adds its own system prompt)."""
+    door = FrontDoor(scheduler, Limits())
+    messages = [{"role": "user", "content": "Hello"}]
+    with door.admit(person("alice"), GenerationParams()) as admission:
+        default = admission.chat_prompt(messages, None).text
+        explicit = admission.chat_prompt(messages, llama_backend.info.chat_template).text
+    assert default == explicit and "SmolLM" in default
