@@ -12,9 +12,14 @@ import random
 
 import llama_cpp as ll
 
-from modules.params import GenerationParams
+from modules.params import SPECS_BY_NAME, GenerationParams
 
 BANNED = float("-inf")
+# How far back the penalties and DRY look when they should look at everything. llama.cpp's
+# samplers read a range of 0 or -1 as "switched off" (its own -1 = context size is resolved
+# by its common code, which this path does not use), so "all" is the largest range a preset
+# may ask for.
+ALL_TOKENS = int(SPECS_BY_NAME["repetition_penalty_range"].maximum)
 
 
 class SamplerChain:
@@ -57,7 +62,8 @@ class SamplerChain:
             self._add(grammar)
 
         if p.repetition_penalty != 1.0 or p.frequency_penalty or p.presence_penalty:
-            last_n = p.repetition_penalty_range or -1       # 0 means the whole context
+            # 0 means all tokens; llama.cpp reads 0 and -1 as "off" (see ALL_TOKENS).
+            last_n = p.repetition_penalty_range or ALL_TOKENS
             self._add(ll.llama_sampler_init_penalties(
                 n_vocab, last_n, p.repetition_penalty, p.frequency_penalty, p.presence_penalty))
 
@@ -66,7 +72,7 @@ class SamplerChain:
             array = (ctypes.c_char_p * len(breakers))(*breakers)
             self._keepalive.append(array)
             self._add(ll.llama_sampler_init_dry(
-                vocab, p.dry_multiplier, p.dry_base, p.dry_allowed_length, -1,
+                vocab, p.dry_multiplier, p.dry_base, p.dry_allowed_length, ALL_TOKENS,
                 array, len(breakers)))
 
         if p.is_greedy:
