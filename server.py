@@ -107,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
         notices.append(f"**Open to the network:** {warning}")
 
     store = HistoryStore(data_dir / "chats", limits=limits)
+    if store.recovery_notice:
+        notices.append(f"**Chat history:** {store.recovery_notice}")
     interrupted = store.mark_interrupted()
     if interrupted:
         log.info("%d reply(ies) cut off by the last shutdown are kept, marked as interrupted.", interrupted)
