@@ -196,7 +196,11 @@ def test_markup_in_a_template_refusal_shows_as_text_in_the_toast(page, server_ur
     page.keyboard.press("Control+A")
     page.keyboard.press("Delete")
     page.keyboard.insert_text(REFUSING_TEMPLATE)
-    expect(page.get_by_text("the template in the box below, as edited")).to_be_visible()
+    apply = page.locator("#template-apply")
+    expect(apply).to_be_enabled(timeout=UI_TIMEOUT)      # the box renders the sample conversation
+    apply.click()
+    expect(page.locator("#template-in-use")).to_contain_text("the template you edited, applied at",
+                                                              timeout=UI_TIMEOUT)
 
     tab(page, "Chat")
     box = page.locator("#chat-input textarea")
