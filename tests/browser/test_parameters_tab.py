@@ -83,11 +83,14 @@ def save_preset(page: Page, name: str) -> None:
 def test_a_character_chosen_in_the_chat_opens_in_the_editor_with_all_its_fields(page, server_url, tmp_path):
     open_app(page, server_url)
     choose_by_typing(page, "Character", "Assistant")          # on the Chat tab
+    # the pick is done when its greeting opens a new chat, as the person sees it
+    expect(page.locator('#chat-view [data-testid="bot"]').filter(has_text=ASSISTANT.greeting)).to_have_count(
+        1, timeout=60_000)
 
     tab(page, "Parameters")
     page.get_by_role("tab", name="Character", exact=True).click()
     expect(text_field(page, "Name")).to_have_value(ASSISTANT.name)
-    expect(text_field(page, "Greeting")).to_have_value(ASSISTANT.greeting)
+    expect(text_field(page, "Greeting")).to_have_value(ASSISTANT.greeting, timeout=30_000)
     expect(text_field(page, "Context")).to_have_value(ASSISTANT.context)
     expect(combobox(page, "Character")).to_have_value("Assistant")
     page.screenshot(path=str(tmp_path / "character-editor.png"), full_page=True)
