@@ -1,8 +1,8 @@
 """Time to first token of a chat's new turn after a history, with the prompt cache and without.
 
 One run loads the default model twice (reuse on, reuse off) and, for each history length,
-sends the history's turns (which fills the cache, as a real chat would), then times the new
-turn's first token. The same new message without any history is the reference. A second part
+sends the chat's previous turn (which leaves the history in the cache, as a real chat would),
+then times the new turn's first token. The same new message without any history is the reference. A second part
 times a streaming reply's gaps between tokens while a newcomer's 2,000-token prompt is read,
 with the measured chunk size and with whole 512-token batches (the behaviour before).
 
@@ -52,21 +52,28 @@ def prompt_tokens(backend, messages) -> list[int]:
 
 
 def first_token_seconds(scheduler, tokens, owner) -> float:
-    request = scheduler.submit(tokens, GenerationParams(do_sample=False, max_new_tokens=8), owner)
+    return turn(scheduler, tokens, owner, 8).time_to_first_token
+
+
+def turn(scheduler, tokens, owner, max_new_tokens: int):
+    request = scheduler.submit(tokens, GenerationParams(do_sample=False, max_new_tokens=max_new_tokens), owner)
     finished = request.result()
     assert finished.ok, finished.error
-    return finished.time_to_first_token
+    return finished
 
 
-def time_new_turn(scheduler, length: int, owner: str, replay: bool) -> tuple[int, int, float]:
-    """Sends the history turn by turn (the chat as it grew; only where a cache can keep it),
-    then times the new message. Returns (history tokens, prompt tokens, seconds)."""
+def time_new_turn(scheduler, length: int, owner: str, previous_turn: bool) -> tuple[int, int, float]:
+    """Sends the history's last turn (as the chat did one turn ago: that leaves the history
+    in the cache, where a cache keeps it) and keeps the model's reply in the history, then
+    times the new message.
+    Returns (history tokens, prompt tokens, seconds to the first token)."""
     backend = scheduler.backend
     messages = history(length, lambda m: len(prompt_tokens(backend, m))) if length else \
         [{"role": "system", "content": "You are a helpful assistant."}]
-    if replay:
-        for end in range(2, len(messages), 2):        # each earlier turn, as the user sent it
-            first_token_seconds(scheduler, prompt_tokens(backend, messages[:end]), owner)
+    if previous_turn and length:
+        # The chat stores the model's own reply, as the Chat tab does.
+        reply = turn(scheduler, prompt_tokens(backend, messages[:-1]), owner, 32).text
+        messages[-1] = {"role": "assistant", "content": reply}
     final = prompt_tokens(backend, messages + [{"role": "user", "content": NEW_MESSAGE}])
     history_tokens = len(prompt_tokens(backend, messages)) if length else 0
     return history_tokens, len(final), first_token_seconds(scheduler, final, owner)
@@ -79,6 +86,8 @@ def ttft_table(lengths, repeats: int) -> list[tuple]:
                        lambda f, m: None)
         scheduler = Scheduler(backend)
         try:
+            # The first pass of a fresh context pays for buffers and page faults: not measured.
+            first_token_seconds(scheduler, backend.tokenize("Hello there.", add_bos=False), "warm-up")
             for length in lengths:
                 times = []
                 for i in range(repeats):
@@ -134,7 +143,7 @@ def write(rows, gaps, loads, path: Path) -> None:
              f"Machine: {platform.machine()}, {os.cpu_count()} cores, shared with other work. "
              f"Model: {MODEL.name}, greedy, 2 slots, llama.cpp through the low-level API.", "",
              f"Load before: {loads[0]}. Load after: {loads[1]}.", "",
-             "Each history is sent turn by turn first (as the chat grew), then the new message "
+             "The chat's previous turn is sent first (as one turn ago), then the new message "
              f"\"{NEW_MESSAGE}\" is timed; median of the repeats. Reference: the same message with no history.", "",
              "| history tokens | prompt tokens | cache on: first token (s) | cache off: first token (s) "
              "| cache on / no history, cache off |",

@@ -176,6 +176,11 @@ class LlamaCppBackend(Backend):
                 "threads": settings.resolved_threads(),
                 "parameters": ll.llama_model_n_params(self._model),
                 "prompt cache": self._cache_description(settings),
+                # Filled by _update_details; present from the start so that the Model tab,
+                # reading on another thread, never sees the dict change size.
+                "prompt cache use": "no prompts yet",
+                "prompt cache in host memory": "off" if not self._cache_reuse else "none kept",
+                "prompt reading while others generate": "measured while running",
             })
 
     def _cache_description(self, settings: LoadSettings) -> str:
@@ -188,9 +193,9 @@ class LlamaCppBackend(Backend):
         details = self.info.details
         details["prompt cache use"] = self._counters.summary()
         host = self._slots.host
-        if host.capacity:
-            details["prompt cache in host memory"] = (
-                f"{len(host)} chats, {host.bytes / 2**20:.1f} of {host.capacity / 2**20:.0f} MiB")
+        details["prompt cache in host memory"] = (
+            f"{len(host)} chats, {host.bytes / 2**20:.1f} of {host.capacity / 2**20:.0f} MiB"
+            if host.capacity else "off")
         details["prompt reading while others generate"] = self._budget.describe()
 
     @property
@@ -250,7 +255,7 @@ class LlamaCppBackend(Backend):
                       len(prompt_tokens), owner, plan.slot.seq_id, kept,
                       "restored from host memory" if plan.restore else "kept in the slot",
                       len(prompt_tokens) - kept, "; the slot's old chat saved" if plan.save_first else "")
-            self._update_details()
+        self._update_details()
         return seq
 
     def _prepare_slot(self, plan: Plan) -> int:
