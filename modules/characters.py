@@ -59,8 +59,15 @@ def list_characters(folder=CHARACTERS_FOLDER, identity: Identity | None = None) 
 def load_character(name: str, folder=CHARACTERS_FOLDER, identity: Identity | None = None) -> Character:
     files, identity = as_store(folder, identity, store)
     entry = files.get(name, identity)
-    data = files.read_yaml(entry)
-    display_name = _text(data.get("name", data.get("char_name"))) or entry.name
+    character = character_from_mapping(files.read_yaml(entry), entry.name)
+    character.picture = find_named_file(entry.path.parent, entry.name, PICTURE_SUFFIXES)
+    return character
+
+
+def character_from_mapping(data: dict, file_name: str) -> Character:
+    """A character from the keys of a TGW character file (or the older Pygmalion keys),
+    wherever the mapping came from: a stored file or an uploaded one."""
+    display_name = _text(data.get("name", data.get("char_name"))) or file_name
     if "context" in data:
         context = _text(data["context"]).strip()
     else:
@@ -70,9 +77,8 @@ def load_character(name: str, folder=CHARACTERS_FOLDER, identity: Identity | Non
         name=display_name,
         context=context,
         greeting=_text(data.get("greeting", data.get("char_greeting"))).strip(),
-        picture=find_named_file(entry.path.parent, entry.name, PICTURE_SUFFIXES),
         extras=extras,
-        file_name=entry.name,
+        file_name=file_name,
     )
 
 
