@@ -8,6 +8,12 @@ Version 2: chats get an integer key (`num`) that the title index can point at (a
     no write path can forget them.
 Version 3: chats remember the tools chosen for them (`tools`, a JSON list of tool file
     names) and whether a reply must begin with a call (`tool_choice`: auto or required).
+Version 4: a chat's messages form a tree, so Regenerate and an edit keep what they replace:
+    each message has a `parent_id` (NULL: a first message), versions of a message are
+    siblings, and the path on screen follows `active_child` from the chat's `active_root`
+    (NULL: the newest; 0: the path ends here; modules/chat_tree.py reads them). Every
+    chat of version 3 becomes one branch. Files attached to a message (`attachments`) keep
+    the text read from them; their characters count in the owner's totals like messages'.
 
 `prepare(db)` runs at every open: it creates a new file, migrates an older one in a single
 transaction (a crash midway leaves the old file as it was), and refuses a newer one.
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import sqlite3
 
-VERSION = 3
+VERSION = 4
 # Word search with case and accents folded ("cafe" finds "Café"), for any script that
 # separates words with spaces or punctuation.
 TOKENIZER = "unicode61 remove_diacritics 2"
@@ -123,6 +129,48 @@ _FROM_VERSION_2 = (
 )
 
 
+# Version 3 -> 4: the message tree (each chat so far one branch: a message follows the one
+# before it) and attachments. The chat's BEFORE DELETE trigger takes the attachments'
+# characters off too, for the reason given at chat_deleting above.
+_FROM_VERSION_3 = (
+    "ALTER TABLE messages ADD COLUMN parent_id INTEGER",
+    "ALTER TABLE messages ADD COLUMN active_child INTEGER",
+    "ALTER TABLE chats ADD COLUMN active_root INTEGER",
+    """UPDATE messages SET parent_id = (SELECT max(earlier.id) FROM messages earlier
+                                         WHERE earlier.chat_id = messages.chat_id AND earlier.id < messages.id)""",
+    "CREATE INDEX messages_by_parent ON messages(parent_id)",
+    """CREATE TABLE attachments (
+        id          INTEGER PRIMARY KEY,
+        message_id  INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+        chat_id     TEXT NOT NULL,          -- the message's, for the totals once it is gone
+        name        TEXT NOT NULL,
+        kind        TEXT NOT NULL,          -- text, markdown, code or pdf
+        size        INTEGER NOT NULL,       -- bytes of the file as it came
+        text        TEXT NOT NULL           -- what the prompt gets
+    )""",
+    "CREATE INDEX attachments_by_message ON attachments(message_id)",
+    "CREATE INDEX attachments_by_chat ON attachments(chat_id)",
+    """CREATE TRIGGER attachment_added AFTER INSERT ON attachments BEGIN
+        UPDATE owner_usage SET chars = chars + length(new.text)
+            WHERE owner = (SELECT owner FROM chats WHERE id = new.chat_id);
+    END""",
+    """CREATE TRIGGER attachment_deleted AFTER DELETE ON attachments BEGIN
+        UPDATE owner_usage SET chars = chars - length(old.text)
+            WHERE owner = (SELECT owner FROM chats WHERE id = old.chat_id);
+    END""",
+    "DROP TRIGGER chat_deleting",
+    """CREATE TRIGGER chat_deleting BEFORE DELETE ON chats BEGIN
+        UPDATE owner_usage SET chats = chats - 1,
+            chars = chars - (SELECT coalesce(sum(length(content)), 0) FROM messages WHERE chat_id = old.id)
+                          - (SELECT coalesce(sum(length(text)), 0) FROM attachments WHERE chat_id = old.id)
+            WHERE owner = old.owner;
+        INSERT INTO title_search (title_search, rowid, title) VALUES ('delete', old.num, old.title);
+    END""",
+)
+# The steps from each version to the next; a new file is made as version 2, then stepped on.
+_STEPS = {1: _FROM_VERSION_1, 2: _FROM_VERSION_2, 3: _FROM_VERSION_3}
+
+
 class NewerDatabase(RuntimeError):
     """The file was written by a newer version of this program."""
 
@@ -149,9 +197,13 @@ def _upgrade(db: sqlite3.Connection) -> None:
                             f"this one reads up to {VERSION}). Update the program to open it.")
     if version == VERSION:
         return
-    steps = {0: (*_TABLES, *_SEARCH_AND_TOTALS), 1: _FROM_VERSION_1}.get(version, ())
-    for statement in (*steps, *_FROM_VERSION_2):
-        db.execute(statement)
+    if version == 0:
+        for statement in (*_TABLES, *_SEARCH_AND_TOTALS):
+            db.execute(statement)
+        version = 2
+    for step in range(version, VERSION):
+        for statement in _STEPS[step]:
+            db.execute(statement)
     problems = db.execute("PRAGMA foreign_key_check").fetchall()
     if problems:
         raise sqlite3.IntegrityError(f"Chat history migration left {len(problems)} broken references.")

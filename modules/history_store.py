@@ -13,6 +13,11 @@ Usage (from the UI):
     store.update_message(owner, chat_id, reply_id, content=partial)          # while streaming
     store.update_message(owner, chat_id, reply_id, content=full, status="done")
 
+Versions: messages form a tree (modules/chat_tree.py). Regenerate and an edit add a sibling
+instead of replacing, and get_chat's `messages` is the path on screen (what the prompt is
+built from); `tree` has every version. append_message adds at the end of that path unless
+given a parent; show_message and end_path_at change which path is on screen.
+
 Limits: each owner may keep Limits.max_chats_per_user chats holding at most
 Limits.max_stored_chars_per_user characters of message text. Going over raises a
 StorageLimitReached (a LimitExceeded, so the UI shows its message as is) and stores nothing;
@@ -38,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
-from modules import history_schema
+from modules import chat_tree, history_schema
+from modules.attachments import Attachment
 from modules.limits import Limits
 from modules.request_limits import LimitExceeded
 
@@ -66,6 +72,8 @@ log = logging.getLogger(__name__)
 # SQLite's codes for "this file is not a database" and "the database is damaged": the file
 # is set aside at start-up and a new one started (any other error, a lock say, is raised).
 DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
+
+AT_PATH_END = object()             # append_message's default parent: the last message on screen
 
 MAX_SEARCH_WORDS = 8               # more words in a search box are ignored
 MAX_IDLE_READERS = 8               # read connections kept open between reads
@@ -115,6 +123,9 @@ class Message:
     meta: dict
     created_at: float
     updated_at: float
+    parent_id: int | None = None       # the message before it (None: a first message)
+    active_child: int | None = None    # which next message is on screen (chat_tree.py)
+    attachments: list[Attachment] = field(default_factory=list)
 
 
 @dataclass
@@ -131,7 +142,11 @@ class ChatSummary:
 
 @dataclass
 class Chat(ChatSummary):
-    messages: list[Message] = field(default_factory=list)
+    messages: list[Message] = field(default_factory=list)     # the path on screen
+    tree: list[Message] = field(default_factory=list)         # every version, oldest first
+
+    def versions(self, message_id: int) -> chat_tree.Versions:
+        return chat_tree.versions(self.tree, message_id)
 
 
 class HistoryStore:
@@ -289,7 +304,15 @@ class HistoryStore:
             row = _owned_chat(db, owner, chat_id)
             messages = db.execute(
                 "SELECT * FROM messages WHERE chat_id = ? ORDER BY id", (chat_id,)).fetchall()
-        return Chat(**_chat_fields(row), messages=[_message(m) for m in messages])
+            files = db.execute("SELECT * FROM attachments WHERE chat_id = ? ORDER BY id", (chat_id,)).fetchall()
+        tree = [_message(m) for m in messages]
+        by_id = {m.id: m for m in tree}
+        for file in files:
+            if file["message_id"] in by_id:
+                by_id[file["message_id"]].attachments.append(
+                    Attachment(file["name"], file["kind"], file["size"], file["text"]))
+        path = [by_id[i] for i in chat_tree.path_ids(tree, row["active_root"])]
+        return Chat(**_chat_fields(row), messages=path, tree=tree)
 
     def rename_chat(self, owner: str, chat_id: str, title: str) -> None:
         _check_owner(owner)
@@ -333,23 +356,39 @@ class HistoryStore:
 
     # ---- messages -------------------------------------------------------------------------
     def append_message(self, owner: str, chat_id: str, role: str, content: str,
-                       status: str = "done", meta: dict | None = None) -> int:
+                       status: str = "done", meta: dict | None = None, *, parent=AT_PATH_END,
+                       attachments: list[Attachment] = ()) -> int:
+        """Adds a message after `parent` (by default the last message on screen; None: as a
+        first message) and puts it on screen. A parent that already has a next message
+        gets another version of it. Attachments count in the owner's characters."""
         _check_owner(owner)
         _check_role(role)
         _check_status(status)
         content = _clean_content(content)
         meta_json = _meta_json(meta)
+        files = [_clean_attachment(a) for a in attachments]
+        size = len(content) + sum(len(a.text) for a in files)
         now = time.time()
         with self._write(durable=status != "streaming") as db:
             _owned_chat(db, owner, chat_id)
             used = _usage(db, owner).chars
-            if content and used + len(content) > self.limits.max_stored_chars_per_user:
-                raise _storage_full(used, len(content), self.limits.max_stored_chars_per_user)
+            if size and used + size > self.limits.max_stored_chars_per_user:
+                raise _storage_full(used, size, self.limits.max_stored_chars_per_user)
+            if parent is AT_PATH_END:
+                path = chat_tree.stored_path(db, chat_id)
+                parent = path[-1] if path else None
+            elif parent is not None:
+                _owned_message(db, owner, chat_id, parent)
             cursor = db.execute(
-                "INSERT INTO messages (chat_id, role, content, status, meta, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)", (chat_id, role, content, status, meta_json, now, now))
+                "INSERT INTO messages (chat_id, role, content, status, meta, created_at, updated_at, parent_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (chat_id, role, content, status, meta_json, now, now, parent))
+            message_id = cursor.lastrowid
+            chat_tree.point_to(db, chat_id, parent, message_id)
+            db.executemany("INSERT INTO attachments (message_id, chat_id, name, kind, size, text)"
+                           " VALUES (?, ?, ?, ?, ?, ?)",
+                           [(message_id, chat_id, a.name, a.kind, a.size, a.text) for a in files])
             db.execute("UPDATE chats SET updated_at = ? WHERE id = ?", (now, chat_id))
-            return cursor.lastrowid
+            return message_id
 
     def update_message(self, owner: str, chat_id: str, message_id: int, content: str | None = None,
                        status: str | None = None, meta: dict | None = None,
@@ -385,20 +424,40 @@ class HistoryStore:
         return stored if content is None else len(content)
 
     def delete_message(self, owner: str, chat_id: str, message_id: int) -> None:
+        """Deletes the message with everything that follows it, in every branch. The path
+        on screen then goes on with the newest version left in its place, if any."""
         _check_owner(owner)
         with self._write(durable=True) as db:
             _owned_message(db, owner, chat_id, message_id)
-            db.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            chat_tree.delete_subtree(db, chat_id, _message_id(message_id))
 
     def truncate_after(self, owner: str, chat_id: str, message_id: int) -> int:
-        """Deletes every message after `message_id` (which stays); returns how many went.
-        For Regenerate and for editing an earlier message."""
+        """Deletes every message after `message_id` (which stays), in every branch; returns
+        how many went."""
         _check_owner(owner)
         with self._write(durable=True) as db:
             _owned_message(db, owner, chat_id, message_id)
-            cursor = db.execute("DELETE FROM messages WHERE chat_id = ? AND id > ?",
-                                (chat_id, message_id))
-            return cursor.rowcount
+            return chat_tree.delete_subtree(db, chat_id, _message_id(message_id), keep_top=True)
+
+    def show_message(self, owner: str, chat_id: str, message_id: int) -> None:
+        """Puts this version (and the branch it is on) on screen. Not activity: the chat
+        keeps its place in the list."""
+        _check_owner(owner)
+        with self._write(durable=True) as db:
+            _owned_message(db, owner, chat_id, message_id)
+            chat_tree.show(db, chat_id, _message_id(message_id))
+
+    def end_path_at(self, owner: str, chat_id: str, message_id: int | None) -> None:
+        """The path on screen stops after this message (None: the chat shows nothing), until
+        a message is added there or another version chosen; nothing is deleted."""
+        _check_owner(owner)
+        with self._write(durable=True) as db:
+            if message_id is None:
+                _owned_chat(db, owner, chat_id)
+            else:
+                _owned_message(db, owner, chat_id, message_id)
+            chat_tree.point_to(db, chat_id, None if message_id is None else _message_id(message_id),
+                               chat_tree.END)
 
     # ---- start-up -------------------------------------------------------------------------
     def mark_interrupted(self) -> int:
@@ -634,4 +693,11 @@ def _chat_fields(row: sqlite3.Row) -> dict:
 def _message(row: sqlite3.Row) -> Message:
     return Message(id=row["id"], role=row["role"], content=row["content"], status=row["status"],
                    meta=json.loads(row["meta"]), created_at=row["created_at"],
-                   updated_at=row["updated_at"])
+                   updated_at=row["updated_at"], parent_id=row["parent_id"],
+                   active_child=row["active_child"])
+
+
+def _clean_attachment(attachment: Attachment) -> Attachment:
+    if not isinstance(attachment, Attachment):
+        raise TypeError("attachments must be modules.attachments.Attachment values.")
+    return Attachment(attachment.name, attachment.kind, int(attachment.size), _clean_content(attachment.text))

@@ -35,6 +35,12 @@ LIMIT_SPECS: tuple[LimitSpec, ...] = (
     LimitSpec("max_chats_per_user", 1_000, "Chats one person may keep stored."),
     LimitSpec("max_stored_chars_per_user", 50_000_000, "Characters of chat text one person may keep stored."),
     LimitSpec("max_upload_mb", 10, "Size of one uploaded file (a character picture...), in MiB."),
+    LimitSpec("max_attachments_per_message", 8, "Files attached to one chat message."),
+    LimitSpec("max_attachment_kb", 4096, "Size of one file attached to a chat message, in KiB."),
+    LimitSpec("max_message_attachments_kb", 10240, "Size of the files attached to one chat message "
+              "together, in KiB."),
+    LimitSpec("max_attachment_chars", 200_000, "Characters of text read from the files of one chat "
+              "message (a PDF's text can be much larger than its file)."),
     LimitSpec("download_margin_gb", 5, "Free disk a download must leave behind, in GiB."),
 )
 
@@ -55,6 +61,10 @@ class Limits:
     max_chats_per_user: int = 1_000
     max_stored_chars_per_user: int = 50_000_000
     max_upload_mb: int = 10
+    max_attachments_per_message: int = 8
+    max_attachment_kb: int = 4096
+    max_message_attachments_kb: int = 10240
+    max_attachment_chars: int = 200_000
     download_margin_gb: float = 5
 
     def replace(self, **changes) -> "Limits":

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from modules import history_schema
 from modules.history_store import (MAX_MESSAGE_CHARS, ChatNotFound, HistoryStore, MessageNotFound,
                                    MessageTooLong, StorageFull, StorageUsage, TooManyChats)
 from modules.limits import Limits
@@ -458,7 +459,7 @@ def test_a_version_1_file_is_migrated_on_open(tmp_path):
         assert titles(reopened, "alice", "migration") == ["Fresh"]
         assert reopened.usage("alice") == StorageUsage(3, len("engine oilSynthe") + len("after the migration"))
     db = sqlite3.connect(tmp_path / "history.sqlite3")
-    assert db.execute("PRAGMA user_version").fetchone()[0] == 3     # and on to the latest version
+    assert db.execute("PRAGMA user_version").fetchone()[0] == history_schema.VERSION     # and on to the latest
     assert db.execute("SELECT count(*) FROM messages WHERE chat_id = 'c-soup'").fetchone()[0] == 0
     db.close()
 
