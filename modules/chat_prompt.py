@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+from modules.reasoning import prompt_messages
 from modules.template_render import TemplateError, render_chat_template
 
 # Used when neither the model nor the user gives a template.
@@ -48,17 +49,21 @@ def build_chat_prompt(
     eos_token: str = "",
     continue_last: bool = False,
     tools: list | None = None,
+    variables: dict | None = None,
 ) -> BuiltPrompt:
     """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...].
     budget: tokens the prompt may use (the context minus room for the reply).
     continue_last: the last message is an assistant reply to be continued, not closed.
-    tools: function descriptions for templates that take them (the `tools` variable)."""
+    tools: function descriptions for templates that take them (the `tools` variable).
+    variables: further template variables (enable_thinking).
+    Earlier replies' reasoning is left out unless the template takes it (modules/reasoning.py)."""
     template = template or FALLBACK_TEMPLATE
+    messages = prompt_messages(messages, template, keep_last=continue_last)
     system = [m for m in messages if m["role"] == "system"][:1]
     turns = [m for m in messages if m["role"] != "system"]
     dropped = 0
     while True:
-        text = _render(template, system + turns, bos_token, eos_token, continue_last, tools)
+        text = _render(template, system + turns, bos_token, eos_token, continue_last, tools, variables)
         n_tokens = count_tokens(text)
         if n_tokens <= budget:
             return BuiltPrompt(text, n_tokens, dropped)
@@ -81,8 +86,8 @@ _CUT = "\u0000cut-here\u0000"     # marks where a continued message ends in the 
 
 
 def _render(template: str, messages: list[dict], bos: str, eos: str, continue_last: bool,
-            tools: list | None = None) -> str:
-    extra = {"tools": tools} if tools else {}       # left undefined otherwise, as templates expect
+            tools: list | None = None, variables: dict | None = None) -> str:
+    extra = dict(variables or {}, **({"tools": tools} if tools else {}))   # tools undefined unless given
     if not continue_last:
         return render_chat_template(template, messages, add_generation_prompt=True,
                                     bos_token=bos, eos_token=eos, **extra)
