@@ -160,6 +160,7 @@ class Admission:
         self.notices = notices
         self.hooks = door.hooks(who)      # extension hooks for this request, or None
         self.state: dict | None = None    # the extensions' TGW `state` (the chat sets its own)
+        self.template_variables: dict = {}   # further chat template variables (enable_thinking)
 
     def replace_params(self, params: GenerationParams) -> None:
         """Settings an extension changed, checked against the same limits as the person's."""
@@ -191,7 +192,7 @@ class Admission:
             return build_chat_prompt(     # no template chosen: the model's own (a fallback if it has none)
                 messages, template or info.chat_template, token_counter(self.hooks, backend, params.add_bos_token),
                 info.n_ctx - reserve, bos_token=info.bos_token, eos_token=info.eos_token,
-                continue_last=continue_last, tools=tools)
+                continue_last=continue_last, tools=tools, variables=self.template_variables)
 
     def stream_chat(self, messages: list[dict], template: str | None, control: SessionControl | None = None,
                     *, continue_last: bool = False, tools: list | None = None) -> Iterator[ReplyUpdate]:
