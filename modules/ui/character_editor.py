@@ -4,15 +4,23 @@ every field of it, and the characters to choose from, save and delete.
 The editor shows ctx.character_state, whoever set it: choosing here, or the Chat tab's
 Character box. Reading and writing files is done by modules.characters over the server's
 Library; layout (create_ui) and events (create_event_handlers) are apart.
+
+Import card reads a SillyTavern card (.png or .json) or a TGW .yaml character into the
+editor and this session, as choosing one does; Save character then keeps it, through the
+same store and scope rules as any character. Export card gives what the editor shows as a
+V2 PNG card (modules/character_cards.py), offered as a link once written (see
+modules/ui/chat_exchange.py for why not a DownloadButton).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import gradio as gr
 
-from modules import characters
-from modules.ui import file_choices
+from modules import character_cards, characters
+from modules.ui import file_choices, notify
+from modules.ui.chat_exchange import download_path
 from modules.ui.file_choices import FileButtons, FileForm, choices, refused, visitor
 
 # Set in the state by this editor's own handlers: the editor already shows that state, so
@@ -21,6 +29,7 @@ SHOWN_HERE = "shown_in_editor"
 _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility="undocumented")
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 LIST_INFO = "Yours are marked (private); only an admin can change the shared ones."
+CARD_FILE_TYPES = (".png", ".json", ".yaml", ".yml")
 
 
 @dataclass
@@ -32,6 +41,9 @@ class CharacterUI:
     greeting: gr.Textbox
     picture: gr.Image
     buttons: FileButtons
+    import_card: gr.UploadButton
+    export_card: gr.Button
+    card_file: gr.File            # the exported card, as a link to download it
     status: gr.Markdown
 
     @property
@@ -61,8 +73,15 @@ def create_ui(ctx) -> CharacterUI:
                                image_mode=None, height=240)
     with gr.Row():
         buttons = file_choices.file_buttons("character", elem_id="character")
+    with gr.Row():
+        import_card = gr.UploadButton("Import card", file_types=list(CARD_FILE_TYPES), size="sm",
+                                      variant="secondary", elem_id="character-import")
+        export_card = gr.Button("Export card", size="sm", elem_id="character-export")
+    card_file = gr.File(label="Character card (PNG): click its name to download", interactive=False,
+                        visible=False, elem_id="character-card-file")
     status = gr.Markdown(elem_id="character-status")
-    return CharacterUI(choice, shared, name, context, greeting, picture, buttons, status)
+    return CharacterUI(choice, shared, name, context, greeting, picture, buttons, import_card, export_card,
+                       card_file, status)
 
 
 def create_event_handlers(ctx, ui: CharacterUI, shown_by: list) -> None:
@@ -121,3 +140,44 @@ def create_event_handlers(ctx, ui: CharacterUI, shown_by: list) -> None:
         write=lambda name, values, who, scope: characters.save_character(
             name, values[0], values[1], values[2], store, who, scope),
         deleted_note=" This session keeps using it until you choose another."))
+
+    _wire_cards(ctx, ui)
+
+
+def _wire_cards(ctx, ui: CharacterUI) -> None:
+    max_bytes = int((ctx.limits.max_upload_mb if ctx.limits else 10) * 2**20)
+
+    def import_card(path):
+        """Into the editor and this session, unsaved; a bad file changes nothing."""
+        if not path:
+            return [gr.skip()] * 6 + [""]
+        upload = Path(path)
+        try:
+            if upload.stat().st_size > max_bytes:
+                raise character_cards.CardError(f"{upload.name} is over the upload limit of "
+                                                f"{max_bytes / 2**20:.0f} MiB.")
+            card = character_cards.read_character_file(upload.read_bytes(), upload.name, max_bytes)
+        except (ValueError, OSError) as exc:
+            return [gr.skip()] * 6 + [refused("Not imported", exc)]
+        picture = str(upload) if card.picture else None
+        state = {"name": card.name, "context": card.context, "greeting": card.greeting, "picture": picture,
+                 SHOWN_HERE: True}
+        note = (f"Imported {card.kind} **{notify.plain(card.name)}**: this session uses it now. "
+                "Press Save character to keep it.")
+        return [state, gr.Dropdown(value=None), card.name, card.context, card.greeting, picture, note]
+
+    ui.import_card.upload(import_card, [ui.import_card], [ctx.character_state, ui.choice, *ui.editors, ui.status],
+                          **_QUIET)
+
+    def export_card(name, context, greeting, picture):
+        if not (name or "").strip():
+            return gr.File(visible=False), refused("Not exported", ValueError("type the character's name first."))
+        try:
+            data = character_cards.card_png(name.strip(), context or "", greeting or "", picture)
+        except (ValueError, OSError) as exc:
+            return gr.File(visible=False), refused("Not exported", exc)
+        path = download_path(name.strip(), ".png", data)
+        return (gr.File(value=str(path), visible=True),
+                f"Card of **{notify.plain(name.strip())}** ready: click its name above to download it.")
+
+    ui.export_card.click(export_card, ui.editors, [ui.card_file, ui.status], **_QUIET)

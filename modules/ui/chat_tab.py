@@ -20,6 +20,7 @@ from modules.chat_session import SessionControl
 from modules.history_store import ChatNotFound
 from modules.params import GenerationParams, ParamError
 from modules.request_limits import LimitExceeded
+from modules.ui import chat_exchange as exchange_ui
 from modules.ui import chat_tools as tools_ui
 from modules.ui import common, file_choices, notify
 from modules.ui.context import UIContext
@@ -139,6 +140,7 @@ class ChatUI:
     continue_: gr.Button
     impersonate: gr.Button
     remove_last: gr.Button
+    exchange: exchange_ui.ExchangeUI   # Export / import of chats
 
 
 def build(ctx: UIContext) -> None:
@@ -159,6 +161,7 @@ def create_ui(ctx: UIContext) -> ChatUI:
                     rename = gr.Button("Rename", size="sm", elem_id="chat-rename")
                     delete = gr.Button("Delete this chat", size="sm", variant="stop", elem_id="chat-delete")
                     asking = common.ask_first([rename, delete], elem_id="chat-delete")
+            exchange = exchange_ui.create_ui()
         with gr.Column(scale=4):
             with gr.Row():
                 mode = gr.Radio(list(MODES), value="chat", label="Mode", elem_id="chat-mode",
@@ -187,7 +190,7 @@ def create_ui(ctx: UIContext) -> ChatUI:
                 remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
     return ChatUI(owner, page, new_chat, search, chat_list, list_note, new_title, rename, delete, asking,
                   mode, character, tools, chatbot, status, textbox, send, stop, regenerate, continue_,
-                  impersonate, remove_last)
+                  impersonate, remove_last, exchange)
 
 
 def create_event_handlers(ctx: UIContext, ui: ChatUI) -> None:
@@ -198,6 +201,7 @@ def create_event_handlers(ctx: UIContext, ui: ChatUI) -> None:
     _wire_chat_edits(ctx, ui, views)
     _wire_characters(ctx, ui, views)
     tools_ui.wire(ui.tools, ui.owner, ui.page, ctx.chat.store)
+    exchange_ui.create_event_handlers(ctx, ui.exchange, ui, views)
     gr.on(None, None, js=EDIT_KEYS_JS)
 
 
