@@ -150,7 +150,7 @@ def build(ctx: UIContext) -> None:
 def create_ui(ctx: UIContext) -> ChatUI:
     owner, page = gr.State(None), gr.State(ChatPage)
     with gr.Row():
-        with gr.Column(scale=1, min_width=220):
+        with gr.Column(scale=1, min_width=220, elem_id="chat-sidebar"):   # folds on phones
             new_chat = gr.Button("New chat", variant="secondary", elem_id="chat-new")
             search = gr.Textbox(placeholder="Search chats", show_label=False, elem_id="chat-search")
             chat_list = gr.Radio([], label="Chats", elem_id="chat-list")
