@@ -1,5 +1,6 @@
 """How a model is loaded: the load-time flags of text-generation-webui, one dataclass
-shared by server flags, the Model tab and every loader."""
+shared by server flags, the Model tab and every loader. Each field's flag, range and help
+are in loaders/specs.py (LOAD_FIELDS), which tests/test_loader_specs.py keeps in step."""
 from __future__ import annotations
 
 import dataclasses

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from loaders.settings import LoadSettings
+from loaders.specs import LOAD_FIELDS, LOADER_NAMES, SECTIONS
 from modules.limits import add_limit_flags
 
 DEFAULT_PORT = 7860
@@ -19,7 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "inside --model-dir or by path. Default: the first model found, preferring the "
                        "default SmolLM2 GGUF.")
     basic.add_argument("--model-dir", default="models", help="Folder holding the models.")
-    basic.add_argument("--loader", choices=["llama.cpp", "Transformers", "GPTQ"],
+    basic.add_argument("--loader", choices=LOADER_NAMES,
                        help="Force a loader instead of detecting it from the files.")
     basic.add_argument("--settings", help="A YAML file of default UI settings (sampler values and "
                        "preset, e.g. 'preset: Balanced' or 'temperature: 0.7').")
@@ -30,39 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     basic.add_argument("--verbose", action="store_true", help="Print prompts and backend logs to the console.")
     basic.add_argument("--data-dir", default="data", help="Where chats and per-model settings are stored.")
 
-    llama = parser.add_argument_group("llama.cpp")
-    llama.add_argument("--ctx-size", type=int, default=0, help="Context length of each sequence in tokens; "
-                       "0 uses the model's trained length, capped at 4096.")
-    llama.add_argument("--gpu-layers", "--n-gpu-layers", dest="gpu_layers", type=int, default=0,
-                       help="Layers to offload to the GPU (needs a CUDA build of llama-cpp-python; -1 for all).")
-    llama.add_argument("--threads", type=int, default=0, help="Threads for generation; 0 uses the cores available.")
-    llama.add_argument("--threads-batch", type=int, default=0, help="Threads for prompt processing; 0: same as --threads.")
-    llama.add_argument("--batch-size", type=int, default=512, help="Most prompt tokens processed in one pass.")
-    llama.add_argument("--no-mmap", action="store_true", help="Read the whole model into memory instead of mapping it.")
-    llama.add_argument("--mlock", action="store_true", help="Lock the model in RAM so the system never swaps it out.")
-    llama.add_argument("--parallel", type=int, default=4, help="Sequences decoded together (users served at once); "
-                       "each gets --ctx-size tokens of context.")
-    llama.add_argument("--no-cache-reuse", dest="cache_reuse", action="store_false",
-                       help="Read every prompt from its first token instead of keeping each slot's cache "
-                       "for the next prompt that starts the same way (the next turn of a chat).")
-    llama.add_argument("--cache-ram", type=int, default=1024, help="MiB of host memory for the caches of "
-                       "slots handed to other chats, so a chat taken up again is restored, not read "
-                       "again; 0: none.")
-    llama.add_argument("--prefill-chunk", type=int, default=0, help="Prompt tokens one pass reads while "
-                       "others are generating; 0: sized from measured times so their replies keep "
-                       "their pace.")
-
-    hf = parser.add_argument_group("Transformers and GPTQ")
-    hf.add_argument("--cpu", action="store_true", help="Run on the CPU even if a GPU is present.")
-    hf.add_argument("--bf16", action="store_true", help="Load the weights in bfloat16.")
-    hf.add_argument("--cpu-memory", default="", help="Most CPU memory to use for weights, e.g. 16GiB.")
-    hf.add_argument("--gpu-split", default="", help="GiB of weights per GPU, comma separated, e.g. 20,24.")
-    hf.add_argument("--load-in-8bit", action="store_true", help="Quantize to 8 bits at load (bitsandbytes, GPU only).")
-    hf.add_argument("--load-in-4bit", action="store_true", help="Quantize to 4 bits at load (bitsandbytes, GPU only).")
-    hf.add_argument("--trust-remote-code", action="store_true", help="Allow model folders' own Python code to "
-                    "run when they are loaded. Only here, on the command line: the Model tab has no such switch.")
-    hf.add_argument("--attn-implementation", default="", choices=["", "sdpa", "eager", "flash_attention_2"],
-                    help="Attention implementation for Transformers models.")
+    add_load_flags(parser)
 
     net = parser.add_argument_group("Network and access")
     net.add_argument("--listen", action="store_true", help="Accept connections from the local network, not only this machine.")
@@ -103,13 +72,38 @@ def not_implemented_messages(args: argparse.Namespace) -> list[str]:
     return [message for name, message in NOT_YET_IMPLEMENTED.items() if getattr(args, name, None)]
 
 
+def add_load_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per LOAD_FIELDS entry, grouped as the Model tab groups them, its range
+    checked as it is parsed."""
+    groups = {section: parser.add_argument_group(section.removesuffix(" settings"))
+              for section in SECTIONS}
+    for field in LOAD_FIELDS:
+        group, names = groups[field.section], (field.flag, *field.aliases)
+        if field.kind is bool:
+            action = "store_false" if field.default else "store_true"
+            group.add_argument(*names, dest=field.name, action=action, help=field.help)
+        elif field.choices:
+            group.add_argument(*names, dest=field.name, default=field.default, choices=field.choices,
+                               help=field.help)
+        else:
+            group.add_argument(*names, dest=field.name, default=field.default, help=field.help,
+                               type=_checked(field), metavar=field.name.upper())
+
+
+def _checked(field):
+    """argparse type for a field: its kind, within its range ("--ctx-size: must be ...")."""
+    def convert(text: str):
+        try:
+            value = field.kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        try:
+            field.check(value)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+    return convert
+
+
 def load_settings_from_args(args: argparse.Namespace) -> LoadSettings:
-    return LoadSettings(
-        loader=args.loader, ctx_size=args.ctx_size, gpu_layers=args.gpu_layers, threads=args.threads,
-        threads_batch=args.threads_batch, batch_size=args.batch_size, no_mmap=args.no_mmap,
-        mlock=args.mlock, parallel=args.parallel, cache_reuse=args.cache_reuse,
-        cache_ram=max(0, args.cache_ram), prefill_chunk=max(0, args.prefill_chunk), cpu=args.cpu,
-        bf16=args.bf16,
-        cpu_memory=args.cpu_memory, gpu_split=args.gpu_split, load_in_8bit=args.load_in_8bit,
-        load_in_4bit=args.load_in_4bit, trust_remote_code=args.trust_remote_code,
-        attn_implementation=args.attn_implementation)
+    return LoadSettings(loader=args.loader, **{field.name: getattr(args, field.name) for field in LOAD_FIELDS})

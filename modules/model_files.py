@@ -1,7 +1,9 @@
 """Finding models on disk and deciding which loader each one needs.
 
-A .gguf file goes to llama.cpp; a folder whose config or quantize_config says GPTQ goes
-to the GPTQ loader; any other Hugging Face folder goes to Transformers.
+Which loader claims a file or folder, and why a chosen loader cannot read one, is each
+loader's own rule in loaders/specs.py: a .gguf file goes to llama.cpp, a folder whose
+config or quantize_config says GPTQ to the GPTQ loader, any other Hugging Face folder to
+Transformers.
 """
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from loaders.hf_folder import is_gptq_folder
+from loaders import specs
 
 DEFAULT_MODEL_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -24,8 +26,8 @@ class ModelEntry:
 
     @property
     def format(self) -> str:
-        return {"llama.cpp": "GGUF", "GPTQ": "GPTQ 4-bit folder",
-                "Transformers": "Hugging Face folder"}.get(self.loader or "", "unknown")
+        spec = specs.SPECS_BY_NAME.get(self.loader or "")
+        return spec.format if spec else "unknown"
 
 
 def _folder_size(path: Path) -> int:
@@ -33,32 +35,13 @@ def _folder_size(path: Path) -> int:
 
 
 def detect_loader(path: str | os.PathLike) -> str | None:
-    path = Path(path)
-    if path.is_file():
-        return "llama.cpp" if path.suffix.lower() == ".gguf" else None
-    if path.is_dir():
-        if (path / "config.json").exists():
-            return "GPTQ" if is_gptq_folder(path) else "Transformers"
-        ggufs = sorted(path.glob("*.gguf"))
-        if ggufs:
-            return "llama.cpp"
-    return None
+    return specs.detect(path)
 
 
 def loader_mismatch(path: str | os.PathLike, loader: str) -> str | None:
     """Why `loader` cannot read `path`, in plain words; None when it can. Checked before
     anything is unloaded, so a wrong choice never costs everyone the working model."""
-    path = Path(path)
-    if loader == "llama.cpp" and not (path.is_file() and path.suffix.lower() == ".gguf"):
-        return (f"llama.cpp reads .gguf files, and {path.name} is a folder without one. "
-                f"Choose Transformers or GPTQ for it.")
-    if loader in ("Transformers", "GPTQ"):
-        if not (path.is_dir() and (path / "config.json").exists()):
-            return (f"{loader} reads Hugging Face folders (with a config.json), and {path.name} is "
-                    f"{'a GGUF file: choose llama.cpp' if path.suffix.lower() == '.gguf' else 'not one'}.")
-        if loader == "GPTQ" and not is_gptq_folder(path):
-            return f"{path.name} is not a GPTQ-quantized folder; choose Transformers for it."
-    return None
+    return specs.spec_for(loader).refuses(Path(path))
 
 
 def list_models(model_dir: str | os.PathLike) -> list[ModelEntry]:

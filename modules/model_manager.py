@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from loaders import load_backend
+from loaders import specs
 from loaders.base import Backend, ModelLoadError
 from loaders.settings import LoadSettings
 from modules import model_files
@@ -121,17 +121,17 @@ class ModelManager:
             if loader is None:
                 return self._failed(f"{path.name} is not a model this server can load "
                                     f"(expected a .gguf file or a Hugging Face folder).")
-            mismatch = model_files.loader_mismatch(path, loader)
-            if mismatch:
+            problem = self._refusal(loader, path, settings)
+            if problem:
                 kept = f" {self.current_path.name} stays loaded." if self.current_path else ""
-                return self._failed(mismatch + kept)
+                return self._failed(problem + kept)
             previous = (self.current_path, self.current_settings)
             self._unload_locked()
             progress(0.0, f"Loading {path.name} with {loader}")
             started = time.perf_counter()
             rss_before = psutil.Process().memory_info().rss
             try:
-                backend = load_backend(loader, str(path), settings, progress)
+                backend = specs.load(loader, str(path), settings, progress)
             except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
                 message = str(exc)
                 if previous[0] is not None and previous[0] != path:
@@ -158,6 +158,18 @@ class ModelManager:
         return self.load(self.current_path, self.current_settings, progress)
 
     # ---- helpers ------------------------------------------------------------------------------
+    @staticmethod
+    def _refusal(loader: str, path: Path, settings: LoadSettings) -> str | None:
+        """Why this load cannot work, found before anything is unloaded: an unknown loader,
+        a setting out of its range (the API passes them unchecked), files the loader cannot read."""
+        if loader not in specs.SPECS_BY_NAME:
+            return f"Unknown loader '{loader}'. Choose one of: {', '.join(specs.LOADER_NAMES)}."
+        try:
+            specs.check_settings(settings)
+        except ValueError as exc:
+            return str(exc)
+        return model_files.loader_mismatch(path, loader)
+
     def _unload_locked(self) -> None:
         old = self.scheduler.swap_backend(None, SWITCH_MESSAGE)
         if old is not None:
@@ -172,7 +184,7 @@ class ModelManager:
     def _restore(self, previous) -> str:
         path, settings = previous
         try:
-            backend = load_backend(settings.loader or model_files.detect_loader(path), str(path), settings)
+            backend = specs.load(settings.loader or model_files.detect_loader(path), str(path), settings)
         except Exception as exc:        # the previous model failing now is reported, not raised
             return f" The previous model {path.name} could not be loaded back either: {exc}"
         self.scheduler.swap_backend(backend, SWITCH_MESSAGE)

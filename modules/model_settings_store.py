@@ -23,14 +23,17 @@ from pathlib import Path
 
 import yaml
 
-from loaders import LOADERS
 from loaders.settings import LoadSettings
+from loaders.specs import LOAD_FIELDS, LOADER_NAMES
 from modules.safe_files import atomic_write_text, read_yaml_mapping
 
 log = logging.getLogger(__name__)
 
 FILE_NAME = "model-settings.yaml"
 _FIELD_TYPES = {f.name: type(f.default) for f in dataclasses.fields(LoadSettings) if f.name != "loader"}
+# Never written to the file nor read from it: the command line's decision (running a
+# folder's own code) and secrets (a remote server's key).
+NOT_REMEMBERED = frozenset({"trust_remote_code"} | {field.name for field in LOAD_FIELDS if field.secret})
 
 
 class ModelSettingsError(ValueError):
@@ -68,7 +71,8 @@ class ModelSettingsStore:
                 log.warning(note)
                 data = {}
             values = settings.to_dict()
-            values.pop("trust_remote_code", None)     # the command line's decision, never remembered
+            for name in NOT_REMEMBERED:
+                values.pop(name, None)
             data[model_name] = values
             text = yaml.safe_dump(data, sort_keys=True, allow_unicode=True, default_flow_style=False)
             atomic_write_text(self.path, text)
@@ -88,13 +92,13 @@ def _valid_values(entry: dict, model_name: str) -> dict:
     values = {}
     for key, value in entry.items():
         if key == "loader":
-            if value is None or value in LOADERS:
+            if value is None or value in LOADER_NAMES:
                 values[key] = value
             else:
                 log.warning("%s: unknown loader %r for %s ignored", FILE_NAME, value, model_name)
             continue
         expected = _FIELD_TYPES.get(key)
-        if expected is None or key == "trust_remote_code":    # only ever from the command line
+        if expected is None or key in NOT_REMEMBERED:
             continue          # a setting from another version: ignored
         if expected is int and isinstance(value, bool) or not isinstance(value, expected):
             log.warning("%s: %s=%r for %s is not a %s; the default is used",

@@ -1,132 +1,157 @@
-"""The Model tab's settings form: one box of fields per loader, read back into LoadSettings
-with plain messages for values out of range, and the settings to show for a model (how it
-runs now, how it was last loaded, or the server's flags)."""
+"""The Model tab's settings form, built from loaders/specs.py: one box per section, a field
+for every LOAD_FIELDS entry the form offers, shown while the chosen loader reads it; read
+back into LoadSettings with each field's range checked; and the settings to show for a
+model (how it runs now, how it was last loaded, or the server's flags)."""
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from types import SimpleNamespace
 
 import gradio as gr
 
-from loaders import LOADERS
-from loaders.settings import LoadSettings, available_cores
+from loaders.settings import LoadSettings
+from loaders.specs import CONTEXT, LOAD_FIELDS, SECTIONS, SPECS_BY_NAME
 from modules import model_files
 from modules.model_settings_store import ModelSettingsError, ModelSettingsStore
 from modules.ui.model_view import division_text, loaded_name
 
-# Which settings each loader reads (the rest are hidden while it is chosen).
-LLAMA_FIELDS = ["ctx_size", "gpu_layers", "threads", "threads_batch", "batch_size", "parallel",
-                "no_mmap", "mlock"]
-HF_FIELDS = ["cpu", "cpu_memory", "gpu_split"]          # Transformers and GPTQ
-TRANSFORMERS_FIELDS = ["bf16", "load_in_8bit", "load_in_4bit", "attn_implementation"]
-FIELDS = LLAMA_FIELDS + HF_FIELDS + TRANSFORMERS_FIELDS
-# trust_remote_code runs a folder's code: the operator's decision; the prompt-cache tuning
-# (--no-cache-reuse, --cache-ram, --prefill-chunk) is the server's, not the form's.
-COMMAND_LINE_ONLY = {"trust_remote_code", "cache_reuse", "cache_ram", "prefill_chunk"}
-assert set(FIELDS) == {f.name for f in dataclasses.fields(LoadSettings)} - {"loader"} - COMMAND_LINE_ONLY, \
-    "every LoadSettings field needs a place in the Model tab"
-# Ranges the form accepts; the loaders check what the model itself allows.
-RANGES = {"ctx_size": (0, 1_048_576), "parallel": (1, 256), "gpu_layers": (-1, 100_000),
-          "threads": (0, 1024), "threads_batch": (0, 1024), "batch_size": (1, 65_536)}
+# The fields the form offers, in order; the rest are the command line's (LoadField.form).
+FORM_FIELDS = [field for field in LOAD_FIELDS if field.form]
+FIELDS = [field.name for field in FORM_FIELDS]
+COMMAND_LINE_ONLY = [field for field in LOAD_FIELDS if not field.form]
 
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 
 
-def settings_form(ctx):
-    """The components for every LoadSettings field, in FIELDS order, in one box per loader."""
+def settings_form(ctx) -> SimpleNamespace:
+    """The components for FORM_FIELDS (form.fields, in FIELDS order), in one box per section
+    (form.boxes, in SECTIONS order)."""
     defaults = ctx.default_load_settings or LoadSettings()
-    made = {}
-    # No minimum/maximum on the number boxes: Gradio would refuse an out-of-range value with
-    # a traceback on the console; _settings_from_form checks RANGES and says what is wrong.
-    with gr.Column(visible=False) as llama_box:
-        gr.Markdown("#### llama.cpp settings")
-        with gr.Row():
-            made["ctx_size"] = gr.Number(defaults.ctx_size, precision=0, label="ctx-size",
-                                         info="Tokens of context for each sequence; 0: the model's own, "
-                                              "at most 4096.")
-            made["parallel"] = gr.Number(defaults.parallel, precision=0,
-                                         label="parallel", info="Sequences decoded together: how many "
-                                         "users are answered at once. Each gets ctx-size tokens.")
-            made["gpu_layers"] = gr.Number(defaults.gpu_layers, precision=0, label="gpu-layers",
-                                           info="Layers on the GPU; -1: all. Needs a CUDA build.")
-        with gr.Row():
-            made["threads"] = gr.Number(defaults.threads, precision=0, label="threads",
-                                        info=f"0: the {available_cores()} cores available.")
-            made["threads_batch"] = gr.Number(defaults.threads_batch, precision=0,
-                                              label="threads-batch", info="For prompt processing; 0: as threads.")
-            made["batch_size"] = gr.Number(defaults.batch_size, precision=0, label="batch-size",
-                                           info="Most prompt tokens in one pass.")
-        with gr.Row():
-            made["no_mmap"] = gr.Checkbox(defaults.no_mmap, label="no-mmap",
-                                          info="Read the whole file into memory instead of mapping it.")
-            made["mlock"] = gr.Checkbox(defaults.mlock, label="mlock", info="Keep the model in RAM, never swapped.")
-        division = gr.Markdown(division_text(defaults.ctx_size, defaults.parallel), elem_id="model-division")
-    with gr.Column(visible=False) as hf_box:
-        gr.Markdown("#### Transformers and GPTQ settings")
-        with gr.Row():
-            made["cpu"] = gr.Checkbox(defaults.cpu, label="cpu", info="Run on the CPU even with a GPU present.")
-            gr.Markdown("Model folders' own code runs only when the server was started with "
-                        f"`--trust-remote-code` (now: {'on' if defaults.trust_remote_code else 'off'}).")
-        with gr.Row():
-            made["cpu_memory"] = gr.Textbox(defaults.cpu_memory, label="cpu-memory", placeholder="e.g. 16GiB",
-                                            info="Most CPU memory for weights; empty: no limit.")
-            made["gpu_split"] = gr.Textbox(defaults.gpu_split, label="gpu-split", placeholder="e.g. 20,24",
-                                           info="GiB of weights per GPU, comma separated.")
-    with gr.Column(visible=False) as transformers_box:
-        gr.Markdown("#### Transformers only")
-        with gr.Row():
-            made["bf16"] = gr.Checkbox(defaults.bf16, label="bf16", info="Weights in bfloat16.")
-            made["load_in_8bit"] = gr.Checkbox(defaults.load_in_8bit, label="load-in-8bit",
-                                               info="Quantize at load (bitsandbytes, GPU only).")
-            made["load_in_4bit"] = gr.Checkbox(defaults.load_in_4bit, label="load-in-4bit",
-                                               info="Quantize at load (bitsandbytes, GPU only).")
-            made["attn_implementation"] = gr.Dropdown(
-                [("default", ""), ("sdpa", "sdpa"), ("eager", "eager"),
-                 ("flash_attention_2", "flash_attention_2")], value=defaults.attn_implementation,
-                label="attn-implementation")
+    made, boxes = {}, []
+    for section in SECTIONS:
+        in_section = [field for field in FORM_FIELDS if field.section == section]
+        with gr.Column(visible=False) as box:
+            gr.Markdown(f"#### {section}")
+            for start in range(0, len(in_section), 3):
+                with gr.Row():
+                    for field in in_section[start:start + 3]:
+                        made[field.name] = _component(field, getattr(defaults, field.name))
+            _command_line_note(section, defaults)
+            if section == CONTEXT:
+                made["division"] = gr.Markdown(division_text(defaults.ctx_size, defaults.parallel),
+                                               elem_id="model-division")
+        boxes.append(box)
     gr.on([made["ctx_size"].change, made["parallel"].change], division_text,
-          [made["ctx_size"], made["parallel"]], division, **_QUIET)
-    return [made[name] for name in FIELDS], llama_box, hf_box, transformers_box
+          [made["ctx_size"], made["parallel"]], made["division"], **_QUIET)
+    return SimpleNamespace(fields=[made[name] for name in FIELDS], boxes=boxes)
 
 
-def boxes(loader_name):
-    """Shows the settings of the chosen loader only."""
-    return (gr.Column(visible=loader_name == "llama.cpp"),
-            gr.Column(visible=loader_name in ("Transformers", "GPTQ")),
-            gr.Column(visible=loader_name == "Transformers"))
+def _component(field, value):
+    """One field's component. Number boxes get no minimum or maximum: Gradio would refuse an
+    out-of-range value with a traceback on the console; settings_from_form says what is wrong."""
+    common = dict(label=field.label, info=field.help)
+    if field.kind is bool:
+        return gr.Checkbox(value, **common)
+    if field.kind is int:
+        return gr.Number(value, precision=0, **common)
+    if field.choices:
+        return gr.Dropdown([(choice or "default", choice) for choice in field.choices], value=value, **common)
+    if field.secret:        # never sent to the page: empty means "keep the one given before"
+        return gr.Textbox("", type="password", placeholder="empty: keep the key given before", **common)
+    return gr.Textbox(value, placeholder=field.placeholder, max_length=field.max_length, **common)
 
 
-def settings_from_form(loader_name, values, server_settings: LoadSettings | None = None) -> LoadSettings:
-    """LoadSettings from the form; an emptied number box means its default. Settings the
-    form does not offer (trust_remote_code) come from the server's command line."""
-    if loader_name not in LOADERS:
+def _command_line_note(section, defaults) -> None:
+    flags = [f"`{field.flag}` (now {_shown(field, getattr(defaults, field.name))})"
+             for field in COMMAND_LINE_ONLY if field.section == section]
+    if flags:
+        gr.Markdown("Set on the server's command line only: " + ", ".join(flags) + ".")
+
+
+def _shown(field, value) -> str:
+    if field.kind is bool:
+        on = value if not field.flag.startswith("--no-") else not value
+        return "on" if on else "off"
+    return str(value)
+
+
+def visibility(loader_name) -> list:
+    """Shows the boxes and fields the chosen loader reads, and hides the rest: the updates
+    for form.boxes, then form.fields."""
+    return _box_updates(loader_name) + [gr.update(visible=shown) for shown in _fields_shown(loader_name)]
+
+
+def form_view(settings: LoadSettings) -> list:
+    """The updates for form.boxes, then form.fields, showing settings (secrets never leave
+    the server: their boxes stay empty) with only what its loader reads visible."""
+    values = ["" if field.secret else getattr(settings, field.name) for field in FORM_FIELDS]
+    return _box_updates(settings.loader) + [gr.update(value=value, visible=shown) for value, shown
+                                            in zip(values, _fields_shown(settings.loader))]
+
+
+def _reads(loader_name) -> set[str]:
+    spec = SPECS_BY_NAME.get(loader_name)
+    return set(spec.fields) if spec else set()
+
+
+def _box_updates(loader_name) -> list:
+    reads = _reads(loader_name)
+    return [gr.Column(visible=any(f.name in reads for f in LOAD_FIELDS if f.section == section))
+            for section in SECTIONS]
+
+
+def _fields_shown(loader_name) -> list[bool]:
+    reads = _reads(loader_name)
+    return [field.name in reads for field in FORM_FIELDS]
+
+
+def settings_from_form(loader_name, values, server_settings: LoadSettings | None = None,
+                       current: LoadSettings | None = None) -> LoadSettings:
+    """LoadSettings from the form; an emptied number box means its default, every value is
+    checked against its field's range. Settings the form does not offer (trust_remote_code)
+    come from the server's command line; an empty secret is the one given before."""
+    if loader_name not in SPECS_BY_NAME:
         raise ValueError("Choose a loader.")
     defaults = LoadSettings()
     chosen = {}
-    for name, value in zip(FIELDS, values):
-        default = getattr(defaults, name)
-        if isinstance(default, bool):
-            chosen[name] = bool(value)
-        elif isinstance(default, int):
-            chosen[name] = default if value is None or value == "" else _whole_number(name, value)
+    for field, value in zip(FORM_FIELDS, values):
+        default = getattr(defaults, field.name)
+        if field.kind is bool:
+            chosen[field.name] = bool(value)
+        elif field.kind is int:
+            chosen[field.name] = default if value is None or value == "" else _whole_number(field.label, value)
         else:
-            chosen[name] = (value or "").strip()[:100]
-    for name, (low, high) in RANGES.items():
-        if not low <= chosen[name] <= high:
-            raise ValueError(f"{name.replace('_', '-')} must be between {low:,} and {high:,} "
-                             f"(got {chosen[name]:,}).")
-    for name in COMMAND_LINE_ONLY:
-        chosen[name] = getattr(server_settings or defaults, name)
-    return LoadSettings(loader=loader_name, **chosen)
+            chosen[field.name] = (value or "").strip()[:field.max_length]
+        field.check(chosen[field.name])
+    for field in COMMAND_LINE_ONLY:
+        chosen[field.name] = getattr(server_settings or defaults, field.name)
+    settings = LoadSettings(loader=loader_name, **chosen)
+    return _keep_secrets(settings, [current, server_settings])
 
 
-def _whole_number(name: str, value) -> int:
+def _keep_secrets(settings: LoadSettings, earlier: list) -> LoadSettings:
+    """An empty secret means the one given before (the page never holds it), taken from the
+    loaded model's settings or the server's flags, and only for the same remote address:
+    a key is never sent to an address it was not given for."""
+    for field in FORM_FIELDS:
+        if not field.secret or getattr(settings, field.name):
+            continue
+        for source in earlier:
+            if source is not None and getattr(source, field.name) and \
+                    getattr(source, "remote_url", None) == getattr(settings, "remote_url", None):
+                settings = dataclasses.replace(settings, **{field.name: getattr(source, field.name)})
+                break
+    return settings
+
+
+def _whole_number(label: str, value) -> int:
     try:
         number = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name.replace('_', '-')} must be a whole number.") from None
+        raise ValueError(f"{label} must be a whole number.") from None
     if number != int(number):
-        raise ValueError(f"{name.replace('_', '-')} must be a whole number (got {value}).")
+        raise ValueError(f"{label} must be a whole number (got {value}).")
     return int(number)
 
 

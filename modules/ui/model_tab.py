@@ -17,13 +17,13 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from loaders import LOADERS
+from loaders.specs import LOADER_NAMES
 from modules import hub_download
 from modules.model_settings_store import ModelSettingsStore
 from modules.roles import NotAdmin, require_admin
 from modules.ui import model_view as view
 from modules.ui import notify
-from modules.ui.model_form import FIELDS, boxes, remember, settings_for, settings_form, settings_from_form
+from modules.ui.model_form import form_view, remember, settings_for, settings_form, settings_from_form, visibility
 
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 _MODEL_ACTION = dict(concurrency_limit=1, concurrency_id="model-load", api_visibility="undocumented")
@@ -45,10 +45,11 @@ def create_ui(ctx) -> SimpleNamespace:
         ui.table = gr.Dataframe(view.table(ctx), headers=view.TABLE_HEADERS, interactive=False,
                                 elem_id="model-table", label="Click a row to choose that model")
     with gr.Row():
-        ui.loader = gr.Radio(list(LOADERS), value=None, label="Loader", elem_id="model-loader",
+        ui.loader = gr.Radio(list(LOADER_NAMES), value=None, label="Loader", elem_id="model-loader",
                              info="Preselected from the files; change it only to force another.")
     ui.settings_note = gr.Markdown(elem_id="model-settings-note")
-    ui.fields, ui.llama_box, ui.hf_box, ui.transformers_box = settings_form(ctx)
+    form = settings_form(ctx)
+    ui.fields, ui.boxes = form.fields, form.boxes
     with gr.Row():
         ui.load = gr.Button("Load", variant="primary", elem_id="model-load")
         ui.unload = gr.Button("Unload", elem_id="model-unload")
@@ -86,14 +87,14 @@ def _admin_refusal(ctx, request, action: str) -> str | None:
 
 
 def _choosing_and_page_load(ctx, ui, store) -> None:
-    form_view = [ui.loader, *ui.fields, ui.settings_note, ui.llama_box, ui.hf_box, ui.transformers_box]
+    shown_form = [ui.loader, ui.settings_note, *ui.boxes, *ui.fields]
 
     def choose(name):
         settings, note = settings_for(ctx, store, name)
-        return [settings.loader, *[getattr(settings, f) for f in FIELDS], note, *boxes(settings.loader)]
+        return [settings.loader, note, *form_view(settings)]
 
-    ui.model.change(choose, ui.model, form_view, **_QUIET)
-    ui.loader.change(boxes, ui.loader, [ui.llama_box, ui.hf_box, ui.transformers_box], **_QUIET)
+    ui.model.change(choose, ui.model, shown_form, **_QUIET)
+    ui.loader.change(visibility, ui.loader, [*ui.boxes, *ui.fields], **_QUIET)
 
     def pick_row(evt: gr.SelectData):
         row = evt.row_value or []
@@ -116,7 +117,7 @@ def _choosing_and_page_load(ctx, ui, store) -> None:
         return [gr.Dropdown(choices=view.choices(ctx), value=name), view.table(ctx), "", view.info_text(ctx),
                 *choose(name)]
 
-    gr.on(None, on_page_load, None, [ui.model, ui.table, ui.status, ui.info, *form_view], **_QUIET)
+    gr.on(None, on_page_load, None, [ui.model, ui.table, ui.status, ui.info, *shown_form], **_QUIET)
 
     # What a non-admin sees: the same facts, nothing that changes them.
     controls = [ui.loader, *ui.fields]
@@ -144,7 +145,8 @@ def _load_unload_reload(ctx, ui, store) -> None:
         if not name:
             return "Choose a model first.", view.info_text(ctx)
         try:
-            settings = settings_from_form(loader_name, values, ctx.default_load_settings)
+            settings = settings_from_form(loader_name, values, ctx.default_load_settings,
+                                          ctx.models.current_settings)
         except ValueError as exc:
             return f"⚠️ {notify.plain(exc)}", view.info_text(ctx)
         result = ctx.models.load(name, settings, progress=lambda f, m: progress(f, desc=m))
