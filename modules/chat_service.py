@@ -11,6 +11,9 @@ before anything else is written, and a reply that reaches the limit stops there 
 A chat's tools (modules/chat_tools.py) are offered to the model; a reply that calls them is
 stored, the calls run, their results are stored, and the model goes on from them
 (modules/chat_tool_turns.py says how each is stored and read).
+Regenerate and an edit of an earlier message keep what they replace, as versions
+(modules/chat_tree.py): the view and the prompt follow the path on screen. Files attached to
+a message (modules/attachments.py) show as chips under it and reach the prompt as text.
 """
 from __future__ import annotations
 
@@ -19,15 +22,18 @@ import time
 from dataclasses import dataclass, field
 from typing import Iterator
 
+from modules.attachments import Attachment, prompt_text, shown_text, without_chips
+from modules.chat_display import ReplyThinking, chat_entries, edited_content, template_variables
 from modules.chat_modes import Character, prompt_messages
 from modules.chat_prompt import FALLBACK_TEMPLATE
 from modules.chat_session import SessionControl
-from modules.chat_tool_turns import (ReplyWatch, ToolTurns, display_entries, plan_turns, stored_calls,
+from modules.chat_tool_turns import (ReplyWatch, ToolTurns, plan_turns, stored_calls,
                                      template_messages)
 from modules.chat_tools import ToolCatalog
 from modules.extension_chat import ChatHooks, model_text
 from modules.front_door import FrontDoor
-from modules.history_store import Chat, HistoryStore, StorageLimitReached
+from modules.chat_tree import Versions
+from modules.history_store import Chat, ChatNotFound, HistoryStore, Message, MessageNotFound, StorageLimitReached
 from modules.params import GenerationParams
 from modules.roles import Identity
 from modules.tool_calls import HERMES, ToolCallStream
@@ -48,6 +54,7 @@ class ChatSettings:
     character_file: str = ""        # the character's file name, stored with the chat to reopen it
     tools: list[str] = field(default_factory=list)     # tool file names chosen for the chat
     tool_choice: str = "auto"       # "required": the reply begins with a call
+    enable_thinking: bool = True    # passed to the template (modules/reasoning.py)
 
 
 @dataclass
@@ -61,10 +68,25 @@ class ChatUpdate:
     draft: str | None = None        # impersonate: text for the input box
 
 
+@dataclass(frozen=True)
+class VersionsShown:
+    """The versions the Chat tab lets a person move between: of the last reply, and of the
+    last message of theirs that an edit made into branches (None: it has only one)."""
+    reply: Versions | None = None
+    message: Versions | None = None
+    message_text: str = ""
+
+
 def display_messages(chat: Chat | None, running: frozenset | set = frozenset()) -> list[dict]:
     if chat is None:
         return []
-    return [shown for shown, _ in display_entries(chat.messages, STATUS_MARKS, running)]
+    return [shown for shown, _ in chat_entries(_with_chips(chat.messages), STATUS_MARKS, running)]
+
+
+def _with_chips(messages: list[Message]) -> list[Message]:
+    """The messages as the view shows them: a message's files as chips under its text."""
+    return [dataclasses.replace(m, content=shown_text(m.content, m.attachments)) if m.attachments else m
+            for m in messages]
 
 
 class ChatService:
@@ -91,38 +113,58 @@ class ChatService:
         return display_messages(self.store.get_chat(owner, chat_id), running) if chat_id else []
 
     # ---- actions -------------------------------------------------------------------------------
-    def check_send(self, owner: str, chat_id: str | None, text: str) -> None:
+    def check_send(self, owner: str, chat_id: str | None, text: str, attachments: list[Attachment] = ()) -> None:
         """Raises what send() would refuse before storing anything (too long, no room, too
         many chats), so the UI can leave the text with the person instead."""
         self.door.limits_check_input(text)
-        self.store.check_room(owner, len(text))     # before a new chat or a title is stored for it
+        # before a new chat or a title is stored for it
+        self.store.check_room(owner, len(text) + sum(len(a.text) for a in attachments))
         if chat_id:
             self.store.get_chat(owner, chat_id)     # ChatNotFound: deleted in another tab
         else:
             self.store.check_new_chat(owner)
 
     def send(self, who: Identity, chat_id: str | None, text: str, settings: ChatSettings,
-             control: SessionControl) -> Iterator[ChatUpdate]:
+             control: SessionControl, attachments: list[Attachment] = ()) -> Iterator[ChatUpdate]:
         owner = who.owner
-        self.check_send(owner, chat_id, text)
+        self.check_send(owner, chat_id, text, attachments)
         hooks = ChatHooks(self.door, who, settings, lambda: self._history(owner, chat_id))
         text, meta = hooks.user_message(text)      # extensions' chat_input_modifier, input_modifier
+        title = _title(text or (attachments[0].name if attachments else ""))
         if not chat_id:
-            chat_id = self.new_chat(owner, settings, title=_title(text))
+            chat_id = self.new_chat(owner, settings, title=title)
         elif self._is_untitled(owner, chat_id):
-            self.store.rename_chat(owner, chat_id, _title(text))
-        self.store.append_message(owner, chat_id, "user", text, meta=meta)
+            self.store.rename_chat(owner, chat_id, title)
+        self.store.append_message(owner, chat_id, "user", text, meta=meta, attachments=attachments)
         yield from self._reply(who, chat_id, settings, control, hooks=hooks)
 
     def regenerate(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
-        """The reply to the last message again: with its tool calls and results, if any."""
-        messages = self.store.get_chat(who.owner, chat_id).messages
-        users = [m for m in messages if m.role == "user"]
-        if users:
-            self.store.truncate_after(who.owner, chat_id, users[-1].id)
-        elif messages and messages[-1].role == "assistant" and len(messages) > 1:
-            self.store.delete_message(who.owner, chat_id, messages[-1].id)
-        yield from self._reply(who, chat_id, settings, control)
+        """The reply to the last message again, as a new version of it (with its tool calls
+        and results, if any); the earlier versions are kept."""
+        owner = who.owner
+        path = self.store.get_chat(owner, chat_id).messages
+        users = [m for m in path if m.role == "user"]
+        anchor = users[-1] if users else (path[-2] if len(path) > 1 and path[-1].role == "assistant" else None)
+        if anchor is None:
+            yield from self._reply(who, chat_id, settings, control)
+            return
+        replaced = path[path.index(anchor) + 1] if path[-1] is not anchor else None
+        self.store.end_path_at(owner, chat_id, anchor.id)       # the prompt ends at the anchor
+        try:
+            yield from self._reply(who, chat_id, settings, control)
+        finally:
+            if replaced is not None:
+                self._show_again_if_nothing_new(owner, chat_id, anchor.id, replaced.id)
+
+    def _show_again_if_nothing_new(self, owner, chat_id, anchor_id, replaced_id) -> None:
+        """A regenerate refused before it wrote anything (no model, too many requests) leaves
+        the reply it would have replaced on screen."""
+        try:
+            path = self.store.get_chat(owner, chat_id).messages
+            if path and path[-1].id == anchor_id:
+                self.store.show_message(owner, chat_id, replaced_id)
+        except (ChatNotFound, MessageNotFound):
+            pass                          # deleted in another tab meanwhile
 
     def continue_reply(self, who: Identity, chat_id, settings, control) -> Iterator[ChatUpdate]:
         chat = self.store.get_chat(who.owner, chat_id)
@@ -147,25 +189,79 @@ class ChatService:
 
     def remove_last(self, owner: str, chat_id: str) -> str:
         """Removes the last exchange; returns the user's text so it can be edited and resent."""
-        chat = self.store.get_chat(owner, chat_id)
-        messages = list(chat.messages)
-        text = ""
-        while messages and messages[-1].role in ("assistant", "tool"):     # a reply and its tool calls
-            self.store.delete_message(owner, chat_id, messages.pop().id)
-        if messages and messages[-1].role == "user":
-            text = messages[-1].content
-            self.store.delete_message(owner, chat_id, messages.pop().id)
-        return text
+        return self.take_last(owner, chat_id)[0]
 
-    def edit_message(self, owner: str, chat_id: str, index: int, text: str) -> None:
-        """index counts the messages the chat view shows."""
-        shown = display_entries(self.store.get_chat(owner, chat_id).messages, STATUS_MARKS)
+    def take_last(self, owner: str, chat_id: str) -> tuple[str, list[Attachment]]:
+        """Removes the last exchange on screen (the user's message with every version of its
+        reply); returns the user's text and files. Other branches stay as they were."""
+        path = self.store.get_chat(owner, chat_id).messages
+        cut = len(path)
+        while cut and path[cut - 1].role in ("assistant", "tool"):     # a reply and its tool calls
+            cut -= 1
+        taken: tuple[str, list[Attachment]] = ("", [])
+        if cut and path[cut - 1].role == "user":
+            cut -= 1
+            taken = (path[cut].content, path[cut].attachments)
+        if cut == len(path):
+            return taken
+        self.store.delete_message(owner, chat_id, path[cut].id)       # what follows goes with it
+        self.store.end_path_at(owner, chat_id, path[cut - 1].id if cut else None)
+        return taken
+
+    def edit_message(self, owner: str, chat_id: str, index: int, text: str) -> bool:
+        """index counts the messages the chat view shows. True: the edit made a new version
+        of the user's message (see _edit_users_message), which awaits its reply."""
+        stored = self.store.get_chat(owner, chat_id).messages
+        shown = chat_entries(stored, STATUS_MARKS)
         if not 0 <= index < len(shown):
             raise IndexError("That message no longer exists.")
         if shown[index][1] is None:
             raise IndexError("A tool call and its result cannot be edited.")
+        handled = self._edit_users_message(owner, chat_id, shown[index][1], text)
+        if handled is not None:
+            return handled
         self.door.limits_check_input(text)
-        self.store.update_message(owner, chat_id, shown[index][1], content=text, status="done")
+        self.store.update_message(owner, chat_id, shown[index][1], content=edited_content(stored, shown[index], text),
+                                  status="done")
+
+    def _edit_users_message(self, owner: str, chat_id: str, message_id: int, text: str) -> bool | None:
+        """A message of the user's that has a reply gets a new version with the text (a branch;
+        the old one is kept): True. The last message is changed where it is: False. None: not
+        the user's message. Its files go with it; the chips line the editor showed does not."""
+        path = self.store.get_chat(owner, chat_id).messages
+        message = next(m for m in path if m.id == message_id)
+        if message.role != "user":
+            return None
+        text = without_chips(text, message.attachments)
+        self.door.limits_check_input(text)
+        if message is path[-1] or text == message.content:
+            self.store.update_message(owner, chat_id, message.id, content=text, status="done")
+            return False
+        self.store.append_message(owner, chat_id, "user", text, meta=message.meta, parent=message.parent_id,
+                                  attachments=message.attachments)
+        return True
+
+    # ---- versions --------------------------------------------------------------------------------
+    def versions(self, owner: str, chat_id: str | None) -> VersionsShown:
+        if not chat_id:
+            return VersionsShown()
+        chat = self.store.get_chat(owner, chat_id)
+        path = chat.messages
+        users = [i for i, m in enumerate(path) if m.role == "user"]
+        after = users[-1] + 1 if users else len(path) - 1
+        reply = chat.versions(path[after].id) if 0 <= after < len(path) and path[after].role != "user" else None
+        branched = [v for v in (chat.versions(path[i].id) for i in users) if v.count > 1]
+        message = branched[-1] if branched else None
+        text = next(m.content for m in path if m.id == message.message_id) if message else ""
+        return VersionsShown(reply if reply is not None and reply.count > 1 else None, message, text)
+
+    def show_version(self, owner: str, chat_id: str, message_id: int, step: int) -> bool:
+        """Puts the version `step` places from this message on screen; False past either end."""
+        target = self.store.get_chat(owner, chat_id).versions(message_id).step(step)
+        if target is None:
+            return False
+        self.store.show_message(owner, chat_id, target)
+        return True
 
     # ---- the reply ---------------------------------------------------------------------------
     def _reply(self, who: Identity, chat_id, settings: ChatSettings, control, continue_message=None,
@@ -185,6 +281,7 @@ class ChatService:
         forced = turns.grammar if continue_message is None else ""
         with self.door.admit(who, params.replace(grammar_string=forced) if forced else params) as admission:
             admission.notices += turns.notices
+            admission.template_variables = template_variables(settings)
             for round_number in range(MAX_TOOL_ROUNDS + 1):
                 if round_number:
                     admission.replace_params(params)       # after the results the model is free
@@ -212,11 +309,12 @@ class ChatService:
             self.store.update_message(owner, chat_id, reply_id, status="streaming")
         shown = self.messages(owner, chat_id)
         watch = ReplyWatch(turns.toolset.names) if turns.active and may_call else None
+        thinking = ReplyThinking.for_reply(self.door, settings, continue_message)   # its reasoning, shown apart
         last_save, text, saved = time.monotonic(), prefix, False
         stream = hooks.stream(admission, mode_prompt, settings.template, control,
                               continue_last=continue_message is not None, tools=turns.template_tools())
         try:
-            for update in stream:
+            for update in thinking.follow(stream):
                 text, calls = prefix + update.text, []        # as written, tool call markup and all
                 shown_text = text if watch is None else prefix + watch.update(update.text)
                 if update.finished is not None:
@@ -224,11 +322,12 @@ class ChatService:
                         shown_text, calls = watch.finish()
                         text = shown_text = prefix + shown_text
                     text = shown_text = hooks.output(text, update)     # extensions' output_modifier
-                shown[-1] = {"role": "assistant", "content": shown_text}
+                thinking.show(shown, shown_text, update.finished)
                 kept = len(text)
                 if update.finished is not None:
                     kept = self._save_final(owner, chat_id, reply_id, text, update.finished,
-                                            is_new=continue_message is None, calls=calls, after_tools=after_tools)
+                                            is_new=continue_message is None, calls=calls, after_tools=after_tools,
+                                            extra_meta=thinking.meta())
                     saved = True
                     if not text or update.finished.reason == "error" and text == prefix:
                         shown = self.messages(owner, chat_id)
@@ -269,7 +368,7 @@ class ChatService:
         yield ChatUpdate(chat_id, self.messages(owner, chat_id), "The model reads the results...", notices)
 
     def _save_final(self, owner, chat_id, reply_id, text, finished, is_new: bool, calls=(),
-                    after_tools: bool = False) -> int:
+                    after_tools: bool = False, extra_meta: dict | None = None) -> int:
         """Returns how much of `text` was stored (less when the storage limit cut it)."""
         if is_new and not text and not calls and (finished.reason == "error" or after_tools):
             self.store.delete_message(owner, chat_id, reply_id)    # leave no empty reply behind
@@ -278,6 +377,7 @@ class ChatService:
                 "finish_reason": finished.reason}
         if calls:
             meta["tool_calls"] = stored_calls(calls)
+        meta.update(extra_meta or {})
         return self.store.update_message(owner, chat_id, reply_id, content=text, cut_to_fit=True,
                                          status=_final_status(finished.reason), meta=meta)
 
@@ -297,7 +397,7 @@ class ChatService:
         if not chat_id:
             return []
         stored = [m for m in self.store.get_chat(owner, chat_id).messages if m.role in ("user", "assistant", "tool")]
-        return template_messages(stored, native_tools, model_text)
+        return template_messages(stored, native_tools, lambda m: prompt_text(model_text(m), m.attachments))
 
     def _tool_turns(self, settings: ChatSettings, hooks: ChatHooks) -> ToolTurns:
         if not settings.tools:
