@@ -28,6 +28,8 @@ from modules.params import GenerationParams
 
 log = logging.getLogger(__name__)
 DEFAULT_CTX_CAP = 4096
+# --cache-type (text-generation-webui's names) -> the ggml type of the K and V cache
+CACHE_TYPES = {"fp16": ll.GGML_TYPE_F16, "q8_0": ll.GGML_TYPE_Q8_0, "q4_0": ll.GGML_TYPE_Q4_0}
 
 _backend_ready = False
 
@@ -134,6 +136,9 @@ class LlamaCppBackend(Backend):
         params.n_threads = settings.resolved_threads()
         params.n_threads_batch = settings.resolved_threads_batch()
         params.no_perf = True
+        params.type_k = params.type_v = CACHE_TYPES[settings.cache_type]
+        if settings.cache_type != "fp16":     # llama.cpp refuses a quantised V cache without it
+            params.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
         self._cache_reuse = self._reuse_supported(settings)
         if self._cache_reuse and ll.llama_model_n_swa(self._model) > 0:
             params.swa_full = True            # a sliding window forgets the prefix to reuse
@@ -141,7 +146,10 @@ class LlamaCppBackend(Backend):
         if not self._ctx:
             raise ModelLoadError(
                 f"llama.cpp could not create a context of {params.n_ctx} tokens "
-                f"({self._parallel} x {per_sequence}); try a smaller --ctx-size or --parallel.")
+                f"({self._parallel} x {per_sequence}); try a smaller --ctx-size or --parallel"
+                + ("." if settings.cache_type == "fp16" else
+                   f", or --cache-type fp16 (a {settings.cache_type} cache needs flash attention, "
+                   f"which this model or build may lack)."))
         self._n_ctx_seq = ll.llama_n_ctx_seq(self._ctx)
         self._n_batch = params.n_batch
         self._batch = ll.llama_batch_init(self._n_batch, 0, 1)
@@ -171,6 +179,7 @@ class LlamaCppBackend(Backend):
                 "context per sequence": self._n_ctx_seq,
                 "sequences decoded together": self._parallel,
                 "context in total": ll.llama_n_ctx(self._ctx),
+                "KV cache type": settings.cache_type,
                 "GPU layers": settings.gpu_layers,
                 "GPU offload supported": bool(ll.llama_supports_gpu_offload()),
                 "threads": settings.resolved_threads(),
