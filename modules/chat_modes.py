@@ -4,11 +4,13 @@
 - chat: the character's context is the system prompt; the greeting opens the chat.
 - chat-instruct: the whole dialogue is handed to the model as one instruction
   ("write the next reply of <character>"), which helps instruction-tuned models stay
-  in role.
+  in role. Replies go into that transcript without their reasoning.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from modules.reasoning import KNOWN_MARKERS, split_reasoning
 
 MODES = ("chat", "chat-instruct", "instruct")
 USER_NAME = "You"
@@ -67,7 +69,7 @@ def prompt_messages(mode: str, history: list[dict], character: Character, *,
 def _chat_instruct(history: list[dict], character: Character, user_name: str,
                    continue_last: bool) -> list[dict]:
     partial = history.pop()["content"] if continue_last and history and history[-1]["role"] == "assistant" else None
-    lines = [f"{user_name if m['role'] == 'user' else character.name}: {m['content']}" for m in history]
+    lines = [f"{user_name if m['role'] == 'user' else character.name}: {_without_reasoning(m)}" for m in history]
     context = character.fill(character.context.strip(), user_name)
     command = CHAT_INSTRUCT_COMMAND.format(
         char=character.name, context=f"{context}\n\n" if context else "", transcript="\n".join(lines))
@@ -75,3 +77,10 @@ def _chat_instruct(history: list[dict], character: Character, user_name: str,
     if partial is not None:
         messages.append({"role": "assistant", "content": partial})
     return messages
+
+
+def _without_reasoning(message: dict) -> str:
+    """The transcript gives replies without their reasoning: the model reads what was said."""
+    if message["role"] != "assistant":
+        return message["content"]
+    return split_reasoning(message["content"], KNOWN_MARKERS).answer
