@@ -1,8 +1,9 @@
-"""The sampler settings each person last used, so they survive a reload.
+"""The sampler settings each person last used (and their Thinking switch), so they survive a reload.
 
 <data dir>/users/<owner folder>/settings.yaml, next to that owner's private presets:
 
     preset: Balanced      # the preset the values started from (absent: none)
+    enable_thinking: false   # the Thinking switch, when off (modules/reasoning.py)
     temperature: 0.37     # every value that differs from the GenerationParams defaults
 
 Kept on the server, per owner, rather than in the browser (gr.BrowserState): with accounts
@@ -33,15 +34,23 @@ log = logging.getLogger(__name__)
 class Remembered:
     params: GenerationParams
     preset: str | None
+    enable_thinking: bool = True
 
 
 def settings_path(data_dir, identity: Identity) -> Path:
     return Path(data_dir) / "users" / owner_folder(identity.owner) / FILE_NAME
 
 
-def remember(data_dir, identity: Identity, params: GenerationParams, preset: str | None) -> bool:
-    """Writes this owner's settings; False (nothing written) when they are too large."""
+def remember(data_dir, identity: Identity, params: GenerationParams, preset: str | None,
+             enable_thinking: bool | None = None) -> bool:
+    """Writes this owner's settings; False (nothing written) when they are too large.
+    enable_thinking None: as it was kept before."""
+    if enable_thinking is None:
+        kept = recall(data_dir, identity)
+        enable_thinking = kept.enable_thinking if kept is not None else True
     values = {"preset": preset} if preset else {}
+    if not enable_thinking:
+        values["enable_thinking"] = False
     values.update(params.non_default_items())
     if "logit_bias" in values:
         values["logit_bias"] = dict(values["logit_bias"])
@@ -60,10 +69,11 @@ def recall(data_dir, identity: Identity) -> Remembered | None:
     try:
         values = read_yaml_mapping(path, PresetError)
         preset = values.pop("preset", None)
+        enable_thinking = values.pop("enable_thinking", True) is not False
         params, warnings = params_from_preset_mapping(values)
     except (PresetError, OSError) as exc:
         log.warning("Remembered settings in %s not used: %s", path, exc)
         return None
     for warning in warnings:
         log.info("Remembered settings in %s: %s", path, warning)
-    return Remembered(params, str(preset) if preset else None)
+    return Remembered(params, str(preset) if preset else None, enable_thinking)

@@ -24,6 +24,7 @@ from modules.ui import chat_exchange as exchange_ui
 from modules.ui import chat_tools as tools_ui
 from modules.ui import common, file_choices, notify
 from modules.ui.context import UIContext
+from modules.ui.parameters_tab import thinking_state
 
 SKIP = gr.skip()
 BUSY = ("A reply is still being written: your message stays in the box. "
@@ -225,10 +226,11 @@ class ChatViews:
         return []
 
     def settings(self, params_values, template, character_state, chat_mode, tools=(),
-                 tool_choice="auto") -> ChatSettings:
+                 tool_choice="auto", enable_thinking=True) -> ChatSettings:
         params = GenerationParams.from_dict(params_values or {}, strict=False)
         return ChatSettings(params, template, chat_mode, Character.from_state(character_state),
-                            character_file(character_state), list(tools or []), tool_choice or "auto")
+                            character_file(character_state), list(tools or []), tool_choice or "auto",
+                            enable_thinking is not False)
 
     def character(self, who, stored: str, character_state):
         """(character_state, dropdown, note) updates that bring back a chat's character."""
@@ -367,7 +369,7 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         return handler
 
     inputs = [ui.textbox, ui.owner, ui.page, ctx.params_state, ctx.template_state, ctx.character_state,
-              ui.mode, ui.search, *ui.tools.inputs]
+              ui.mode, ui.search, *ui.tools.inputs, thinking_state(ctx)]   # the Parameters tab's Thinking
     # status third: tests/load_client.py reads the finished reply's line there
     outputs = [ui.chatbot, ui.new_title, ui.status, ui.textbox, ui.chat_list]
     # "multiple": a second Send during a reply reaches the server and is answered (BUSY),

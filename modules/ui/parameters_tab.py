@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import gradio as gr
-from gradio.context import get_render_context
+from gradio.context import Context, get_render_context
 
 from modules import presets, user_settings
 from modules.params import PARAM_SPECS, GenerationParams, ParamError, ParamSpec
@@ -30,6 +30,9 @@ _LIVE = dict(trigger_mode="always_last", show_progress="hidden", api_visibility=
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 LIST_INFO = "Yours are marked (private); only an admin can change the shared ones."
 MODIFIED = ", modified"      # after the preset's name in the box once the values differ
+THINKING_INFO = ("Passes enable_thinking to the chat template. Templates that take it (Qwen3 and others) "
+                 "let the model reason before it answers when on, and answer at once when off; others "
+                 "ignore it. The reasoning shows in the chat as a Thinking block above the answer.")
 
 
 def build(ctx) -> None:
@@ -53,6 +56,7 @@ class GenerationUI:
     shared: gr.Checkbox
     buttons: FileButtons
     defaults: gr.Button
+    thinking: gr.Checkbox      # enable_thinking for chat templates (thinking_state holds it)
     status: gr.Markdown
     fields: list               # one component per PARAM_SPECS entry, in table order
     in_use: gr.State           # {"name", "params"}: the preset the values came from, or None
@@ -71,6 +75,7 @@ def create_generation_ui(ctx) -> GenerationUI:
     with gr.Row():
         buttons = file_choices.file_buttons("preset", elem_id="preset")
         defaults = gr.Button("Restore defaults", size="sm")
+    thinking = gr.Checkbox(value=True, label="Thinking", info=THINKING_INFO, elem_id="enable-thinking")
     status = gr.Markdown()
     fields = []
     for group in _groups():
@@ -79,7 +84,16 @@ def create_generation_ui(ctx) -> GenerationUI:
                 for spec in (s for s in PARAM_SPECS if s.group == group):
                     fields.append(_field(spec, initial[spec.name]))
     in_use = gr.State({"name": start, "params": initial} if start else None)
-    return GenerationUI(preset_choice, preset_name, shared, buttons, defaults, status, fields, in_use)
+    return GenerationUI(preset_choice, preset_name, shared, buttons, defaults, thinking, status, fields, in_use)
+
+
+def thinking_state(ctx) -> gr.State:
+    """This page's Thinking switch (bool), which the Chat tab reads: one per page, made by
+    whichever tab asks first."""
+    made = ctx.extras.get("thinking_state")
+    if made is None or made[0] is not Context.root_block:
+        made = ctx.extras["thinking_state"] = (Context.root_block, gr.State(True))
+    return made[1]
 
 
 def _initial_params(ctx) -> dict:
@@ -144,13 +158,14 @@ def _preset_box(store, who, in_use: dict | None, params: dict) -> gr.Dropdown:
     return gr.Dropdown(choices=listed, value=name if name in {v for _, v in listed} else None)
 
 
-def _remember(data_dir, who, params: dict, in_use: dict | None) -> str:
-    """Keeps the values for this person's next visit; returns a warning line if that fails."""
+def _remember(data_dir, who, params: dict, in_use: dict | None, enable_thinking: bool | None = None) -> str:
+    """Keeps the values for this person's next visit; returns a warning line if that fails.
+    enable_thinking None: the switch stays as kept."""
     if who is None:          # a new browser before it has its key: nothing to keep them under
         return ""
     try:
         kept = user_settings.remember(data_dir, who, GenerationParams.from_dict(params),
-                                      in_use["name"] if in_use else None)
+                                      in_use["name"] if in_use else None, enable_thinking)
     except OSError as exc:
         return f"⚠️ Not kept for your next visit: {exc.strerror or exc}"
     return "" if kept else "⚠️ Too large to be kept for your next visit."
@@ -173,7 +188,7 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
         admins_box = file_choices.show_to_admins(ctx, request)
         if kept is None:
             return [gr.skip(), *unchanged_fields, gr.skip(),
-                    preset_box(who, start_in_use, start_params), admins_box]
+                    preset_box(who, start_in_use, start_params), admins_box, gr.skip(), gr.skip()]
         values = kept.params.to_dict()
         in_use = None
         if kept.preset:
@@ -182,11 +197,19 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
                           "params": presets.load_preset(kept.preset, store, who)[0].to_dict()}
             except ValueError:
                 in_use = None        # the preset is gone; the values stay
-        return [values, *_display_values(values), in_use, preset_box(who, in_use, values), admins_box]
+        return [values, *_display_values(values), in_use, preset_box(who, in_use, values), admins_box,
+                kept.enable_thinking, kept.enable_thinking]
 
+    thinking = thinking_state(ctx)
     # triggers=None: on load and when the key changes (the key is the only input).
     gr.on(None, restore, [key],
-          [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.shared], **_QUIET)
+          [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.shared, ui.thinking, thinking], **_QUIET)
+
+    def switch_thinking(request: gr.Request, on, params, in_use, key_value):
+        return bool(on), remember(visitor(ctx, request, key_value), params, in_use, bool(on))
+
+    ui.thinking.input(switch_thinking, [ui.thinking, ctx.params_state, ui.in_use, key], [thinking, ui.status],
+                      **_QUIET)
 
     def apply_edits(request: gr.Request, state, in_use, key_value, *values):
         try:
