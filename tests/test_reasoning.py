@@ -286,3 +286,55 @@ def test_a_thinking_reply_on_the_real_model(service, caplog):
     (prompt,) = prompts(caplog)
     assert reasoning not in prompt and answer["content"].strip() in prompt
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
+
+
+# ---- the API ----------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    from tests.api_server import serve_with_keys
+    yield from serve_with_keys(tmp_path_factory.mktemp("api-reasoning"))
+
+
+@pytest.fixture(scope="module")
+def client(api):
+    import openai
+    from tests.api_server import KEY
+    return openai.OpenAI(base_url=api.url + "v1", api_key=KEY, max_retries=0, timeout=180)
+
+
+def ask(client, messages=None, **extra):
+    from tests.api_server import MODEL
+    stream = extra.pop("stream", False)
+    return client.chat.completions.create(
+        model=MODEL, messages=messages or [{"role": "user", "content": "Tell me the capital of France."}],
+        max_tokens=40, temperature=0, stream=stream,
+        extra_body={"chat_template": OPENS_THINKING, "grammar_string": THINK_GRAMMAR, **extra})
+
+
+def test_the_api_returns_the_reasoning_apart_whole_and_streamed(client):
+    message = ask(client).choices[0].message
+    reasoning = getattr(message, "reasoning_content", None)
+    assert reasoning and message.content and "</think>" not in message.content and reasoning not in message.content
+    chunks = [c.choices[0].delta for c in ask(client, stream=True) if c.choices]
+    assert "".join(getattr(d, "reasoning_content", None) or "" for d in chunks) == reasoning
+    assert "".join(d.content or "" for d in chunks) == message.content
+    # the reasoning streams first, then the answer
+    kinds = [("reasoning" if getattr(d, "reasoning_content", None) else "content")
+             for d in chunks if getattr(d, "reasoning_content", None) or d.content]
+    assert kinds == sorted(kinds, key=lambda kind: kind == "content") and "reasoning" in kinds
+
+
+def test_the_api_switches_thinking_and_leaves_earlier_reasoning_out(client):
+    on = ask(client, grammar_string="", max_tokens=2)
+    off = ask(client, grammar_string="", max_tokens=2, chat_template_kwargs={"enable_thinking": False})
+    assert off.usage.prompt_tokens > on.usage.prompt_tokens          # "<think>\n\n</think>\n\n" vs "<think>\n"
+    assert getattr(off.choices[0].message, "reasoning_content", None) is None
+
+    def history(answer):
+        return [{"role": "user", "content": "Capital of France?"}, {"role": "assistant", "content": answer},
+                {"role": "user", "content": "And of Italy?"}]
+    plain = ask(client, history("Paris."), grammar_string="", max_tokens=1, chat_template=FALLBACK_TEMPLATE)
+    thought = ask(client, history("<think>\nA long thought about France and its many cities.\n</think>\n\nParis."),
+                  grammar_string="", max_tokens=1, chat_template=FALLBACK_TEMPLATE)
+    assert thought.usage.prompt_tokens == plain.usage.prompt_tokens

@@ -31,6 +31,7 @@ class ChatPrompt:
     messages: list[dict]
     template: str | None
     tools: list | None = None
+    variables: dict | None = None        # further template variables (enable_thinking, ...)
 
 
 @dataclass
@@ -87,6 +88,7 @@ async def start(door: FrontDoor, who: Identity, params: GenerationParams, *, typ
     try:
         admission = stack.enter_context(door.admit(who, params, text=typed))
         if chat is not None:
+            admission.template_variables = dict(chat.variables or {})
             built = await run_in_threadpool(admission.chat_prompt, chat.messages, chat.template,
                                             tools=chat.tools)
             submitted, n_prompt = built.text, built.n_tokens

@@ -18,6 +18,7 @@ from modules.api.logprobs import chat_logprobs, completion_logprobs
 from modules.api.request_params import build_params, check_model, openai_fields
 from modules.api.schemas import ChatCompletionRequest, CompletionRequest, message_text, parse_body
 from modules.api.structured import output_constraints
+from modules.api.thinking import ReplyReasoning, reply_reasoning, template_variables
 from modules.api.tool_plan import ToolPlan, plan_tools
 from modules.events import Finished, TextDelta
 from modules.tool_calls import ToolCallStream, messages_for_template, parse_tool_calls
@@ -76,6 +77,9 @@ def chat_messages(messages) -> list[dict]:
             item["tool_call_id"] = message.tool_call_id
         if message.name:
             item["name"] = message.name
+        reasoning = (message.model_extra or {}).get("reasoning_content")
+        if isinstance(reasoning, str) and reasoning:       # as llama.cpp and vLLM return it
+            item["reasoning_content"] = reasoning
         out.append(item)
     return out
 
@@ -101,10 +105,12 @@ async def chat_completions(request: Request) -> Response:
     params = request_params(ctx, who, body, plan)
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     typed = max((m["content"] for m in messages), key=len)
+    variables = template_variables(body.model_extra)
+    reasoning = await reply_reasoning(template, variables, body.model_extra)
     generation = await start(ctx.door, who, params, typed=typed, logprobs=logprobs,
-                             chat=ChatPrompt(messages_for_template(messages), template, plan.template_tools))
+                             chat=ChatPrompt(messages_for_template(messages), template, plan.template_tools, variables))
     with closing_on_error(generation):
-        reply = ChatReply(info.name if info else "", plan, generation, logprobs is not None)
+        reply = ChatReply(info.name if info else "", plan, generation, logprobs is not None, reasoning)
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             events = await opened(generation, request.receive)
@@ -113,17 +119,23 @@ async def chat_completions(request: Request) -> Response:
 
 
 class ChatReply:
-    def __init__(self, model: str, plan: ToolPlan, generation: Generation, logprobs: bool):
+    def __init__(self, model: str, plan: ToolPlan, generation: Generation, logprobs: bool,
+                 reasoning: ReplyReasoning = ReplyReasoning()):
         self.id, self.created, self.model = _id("chatcmpl-"), int(time.time()), model
         self.plan, self.generation, self.logprobs = plan, generation, logprobs
+        self.reasoning = reasoning      # the reply's reasoning goes out as reasoning_content
 
     def _envelope(self, obj: str, **fields) -> dict:
         return {"id": self.id, "object": obj, "created": self.created, "model": self.model, **fields}
 
     async def whole(self, receive) -> dict:
         text, finished, entries = await collect(self.generation, receive)
+        split = self.reasoning.split(text)
+        text = split.answer
         content, calls = parse_tool_calls(text, self.plan.names) if self.plan.parse else (text, [])
         message = {"role": "assistant", "content": content if (content or not calls) else None}
+        if split.reasoning:
+            message["reasoning_content"] = split.reasoning
         if calls:
             message["tool_calls"] = [_openai_call(call) for call in calls]
         choice = {"index": 0, "message": message, "finish_reason": finish_reason(finished, calls),
@@ -137,11 +149,15 @@ class ChatReply:
 
     async def stream(self, events, include_usage: bool):
         calls_stream = ToolCallStream(self.plan.names) if self.plan.parse else None
+        thinking = self.reasoning.stream()
         taken = 0
         yield self._chunk({"role": "assistant", "content": ""})
         async for event in events:
             if isinstance(event, TextDelta):
-                text = calls_stream.feed(event.text) if calls_stream else event.text
+                thought, said = thinking.feed(event.text) if thinking else ("", event.text)
+                if thought:
+                    yield self._chunk({"reasoning_content": thought})
+                text = calls_stream.feed(said) if calls_stream else said
                 entries = self.generation.request.token_logprobs[taken:] if self.logprobs else []
                 taken += len(entries)
                 if text or entries:
@@ -150,9 +166,13 @@ class ChatReply:
             if event.reason == "error":
                 yield sse.data(openai_body(ApiError(500, event.error or "The generation failed.")))
                 break
+            thought, said = thinking.finish() if thinking else ("", "")
+            if thought:
+                yield self._chunk({"reasoning_content": thought})
+            said = calls_stream.feed(said) if calls_stream else said
             rest, calls = calls_stream.finish() if calls_stream else ("", [])
-            if rest:
-                yield self._chunk({"content": rest})
+            if said + rest:
+                yield self._chunk({"content": said + rest})
             for index, call in enumerate(calls):
                 yield self._chunk({"tool_calls": [dict(_openai_call(call), index=index)]})
             yield self._chunk({}, finish_reason(event, calls))
