@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 def available_cores() -> int:
@@ -41,6 +41,11 @@ class LoadSettings:
     load_in_4bit: bool = False
     trust_remote_code: bool = False
     attn_implementation: str = ""      # "", "sdpa", "eager", "flash_attention_2"
+    # Remote (an OpenAI-compatible server elsewhere)
+    remote_url: str = ""               # e.g. http://gpu-node:8000/v1
+    remote_key: str = field(default="", repr=False)    # never shown, stored or logged
+    remote_model: str = ""             # "": the first model the server lists
+    remote_engine: str = "auto"        # which server it is, for its sampler names and tokenizer
 
     def resolved_threads(self) -> int:
         return self.threads or available_cores()

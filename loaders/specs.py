@@ -24,7 +24,8 @@ from loaders.hf_folder import is_gptq_folder, is_hf_folder
 CONTEXT = "Context and sequences"
 LLAMA = "llama.cpp settings"
 HF = "Transformers and GPTQ settings"
-SECTIONS = (CONTEXT, LLAMA, HF)
+REMOTE = "Remote server settings"
+SECTIONS = (CONTEXT, LLAMA, HF, REMOTE)
 
 
 @dataclass(frozen=True)
@@ -68,9 +69,11 @@ def _f(name, flag, default, section, help, **more) -> LoadField:
 
 LOAD_FIELDS: tuple[LoadField, ...] = (
     _f("ctx_size", "--ctx-size", 0, CONTEXT, "Context length of each sequence in tokens; 0 uses the "
-       "model's trained length, capped at 4096.", minimum=0, maximum=1_048_576),
-    _f("parallel", "--parallel", 4, CONTEXT, "Sequences decoded together (users served at once); each "
-       "gets ctx-size tokens of context.", minimum=1, maximum=256),
+       "model's trained length, capped at 4096 (a remote server's: what it tells, else 2048).",
+       minimum=0, maximum=1_048_576),
+    _f("parallel", "--parallel", 4, CONTEXT, "Sequences decoded together (users served at once; for a "
+       "remote server, requests forwarded at once); each gets ctx-size tokens of context.",
+       minimum=1, maximum=256),
     _f("threads", "--threads", 0, CONTEXT, "Threads for generation on the CPU; 0 uses the cores available.",
        minimum=0, maximum=1024),
     # llama.cpp
@@ -107,6 +110,18 @@ LOAD_FIELDS: tuple[LoadField, ...] = (
        "Transformers models; empty: the model's default.", choices=("", "sdpa", "eager", "flash_attention_2")),
     _f("trust_remote_code", "--trust-remote-code", False, HF, "Allow model folders' own Python code to run "
        "when they are loaded. Only here, on the command line: the Model tab has no such switch.", form=False),
+    # Remote: an OpenAI-compatible server elsewhere (docs/remote_backend.md)
+    _f("remote_url", "--remote-url", "", REMOTE, "Address of an OpenAI-compatible server (vLLM, llama.cpp's "
+       "server, TGI, Ollama) to send generation to, e.g. http://gpu-node:8000/v1.",
+       placeholder="http://gpu-node:8000/v1", max_length=500),
+    _f("remote_key", "--remote-key", "", REMOTE, "Its API key, sent as 'Authorization: Bearer'; never "
+       "shown, stored or logged. On the command line other local users can read it in the process "
+       "list: prefer the Model tab.", secret=True, max_length=500),
+    _f("remote_model", "--remote-model", "", REMOTE, "The model name it serves (an id from its "
+       "/v1/models); empty: the first it lists.", max_length=300),
+    _f("remote_engine", "--remote-engine", "auto", REMOTE, "Which server it is, for its sampler names and "
+       "tokenizer; auto: detected from its /v1/models. 'openai' sends the standard fields only.",
+       choices=("auto", "vllm", "llama.cpp", "llama-cpp-python", "tgi", "openai")),
 )
 
 FIELDS_BY_NAME = {field.name: field for field in LOAD_FIELDS}
@@ -151,6 +166,7 @@ class LoaderSpec:
     load: str                             # "module:function", (path, LoadSettings, progress) -> Backend
     claims: Callable[[Path], bool]        # is this file or folder one of its models?
     refuses: Callable[[Path], str | None]   # why it cannot read this path; None when it can
+    reads_files: bool = True              # False: the model is elsewhere, the path is unused
 
     def reads(self, field_name: str) -> bool:
         return field_name in self.fields
@@ -171,6 +187,9 @@ LOADER_SPECS: tuple[LoaderSpec, ...] = (
                lambda path: _hf_refuses("Transformers", path)),
     LoaderSpec("GPTQ", "GPTQ 4-bit folder", _HF_SHARED, "loaders.gptq_loader:load",
                lambda path: is_hf_folder(path) and is_gptq_folder(path), _gptq_refuses),
+    LoaderSpec("Remote", "OpenAI-compatible server",
+               ("ctx_size", "parallel", "remote_url", "remote_key", "remote_model", "remote_engine"),
+               "loaders.remote_openai:load", lambda path: False, lambda path: None, reads_files=False),
 )
 
 SPECS_BY_NAME = {spec.name: spec for spec in LOADER_SPECS}

@@ -113,18 +113,16 @@ class ModelManager:
         settings = settings or LoadSettings()
         progress = progress or (lambda fraction, message: None)
         with self._lock:
-            try:
-                path = model_files.resolve_model_path(str(name_or_path), self.model_dir)
-            except FileNotFoundError as exc:
-                return self._failed(str(exc))
-            loader = settings.loader or model_files.detect_loader(path)
-            if loader is None:
-                return self._failed(f"{path.name} is not a model this server can load "
-                                    f"(expected a .gguf file or a Hugging Face folder).")
+            found = self._find(name_or_path, settings)
+            if isinstance(found, str):
+                return self._failed(found)
+            path, loader = found
             problem = self._refusal(loader, path, settings)
             if problem:
-                kept = f" {self.current_path.name} stays loaded." if self.current_path else ""
+                kept = f" {self._loaded_name()} stays loaded." if self.current_settings else ""
                 return self._failed(problem + kept)
+            if path is None:        # a model elsewhere takes no memory here: reach it first
+                return self._switch_to_remote(loader, settings, progress)
             previous = (self.current_path, self.current_settings)
             self._unload_locked()
             progress(0.0, f"Loading {path.name} with {loader}")
@@ -134,7 +132,7 @@ class ModelManager:
                 backend = specs.load(loader, str(path), settings, progress)
             except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
                 message = str(exc)
-                if previous[0] is not None and previous[0] != path:
+                if previous[1] is not None and previous[0] != path:
                     message += self._restore(previous)
                 return self._failed(message)
             self.scheduler.swap_backend(backend, SWITCH_MESSAGE)
@@ -143,8 +141,26 @@ class ModelManager:
             grown = (psutil.Process().memory_info().rss - rss_before) / 2**20
             self.last_error = ""
             progress(1.0, "Loaded")
-            return LoadResult(True, f"Loaded {path.name} with {loader} in {seconds:.1f} s "
+            return LoadResult(True, f"Loaded {self._loaded_name()} with {loader} in {seconds:.1f} s "
                                     f"(memory +{grown:.0f} MiB).", seconds)
+
+    def _switch_to_remote(self, loader: str, settings: LoadSettings, progress) -> LoadResult:
+        """Connects to the remote model while the current one keeps serving, then switches:
+        a wrong address, key or model name never costs everyone the working model."""
+        progress(0.0, f"Connecting with {loader}")
+        started = time.perf_counter()
+        try:
+            backend = specs.load(loader, "", settings, progress)
+        except (ModelLoadError, ValueError, OSError, RuntimeError) as exc:
+            kept = f" {self._loaded_name()} stays loaded." if self.current_settings else ""
+            return self._failed(str(exc) + kept)
+        self._unload_locked()
+        self.scheduler.swap_backend(backend, SWITCH_MESSAGE)
+        self.current_path, self.current_settings = None, settings
+        self.last_error = ""
+        progress(1.0, "Connected")
+        return LoadResult(True, f"Connected to {backend.info.name} with {loader} in "
+                                f"{time.perf_counter() - started:.1f} s.", time.perf_counter() - started)
 
     def unload(self) -> LoadResult:
         with self._lock:
@@ -153,13 +169,35 @@ class ModelManager:
         return LoadResult(True, f"Unloaded {name}." if name else "No model was loaded.")
 
     def reload(self, progress=None) -> LoadResult:
-        if self.current_path is None:
+        if self.current_settings is None:
             return LoadResult(False, "No model is loaded, so there is nothing to reload.")
         return self.load(self.current_path, self.current_settings, progress)
 
     # ---- helpers ------------------------------------------------------------------------------
+    def _find(self, name_or_path, settings: LoadSettings) -> tuple[Path | None, str] | str:
+        """(the model's path, its loader), or why there is none. A loader whose model lives
+        elsewhere (Remote) needs no path."""
+        spec = specs.SPECS_BY_NAME.get(settings.loader or "")
+        if spec is not None and not spec.reads_files:
+            return None, spec.name
+        try:
+            path = model_files.resolve_model_path(str(name_or_path), self.model_dir)
+        except FileNotFoundError as exc:
+            return str(exc)
+        loader = settings.loader or model_files.detect_loader(path)
+        if loader is None:
+            return (f"{path.name} is not a model this server can load "
+                    f"(expected a .gguf file or a Hugging Face folder).")
+        return path, loader
+
+    def _loaded_name(self) -> str:
+        if self.current_path is not None:
+            return self.current_path.name
+        info = self.info
+        return info.name if info else "nothing"
+
     @staticmethod
-    def _refusal(loader: str, path: Path, settings: LoadSettings) -> str | None:
+    def _refusal(loader: str, path: Path | None, settings: LoadSettings) -> str | None:
         """Why this load cannot work, found before anything is unloaded: an unknown loader,
         a setting out of its range (the API passes them unchecked), files the loader cannot read."""
         if loader not in specs.SPECS_BY_NAME:
@@ -168,7 +206,7 @@ class ModelManager:
             specs.check_settings(settings)
         except ValueError as exc:
             return str(exc)
-        return model_files.loader_mismatch(path, loader)
+        return model_files.loader_mismatch(path, loader) if path is not None else None
 
     def _unload_locked(self) -> None:
         old = self.scheduler.swap_backend(None, SWITCH_MESSAGE)
@@ -183,13 +221,14 @@ class ModelManager:
 
     def _restore(self, previous) -> str:
         path, settings = previous
+        name = path.name if path is not None else "(the remote server's)"
         try:
-            backend = specs.load(settings.loader or model_files.detect_loader(path), str(path), settings)
+            backend = specs.load(settings.loader or model_files.detect_loader(path), str(path or ""), settings)
         except Exception as exc:        # the previous model failing now is reported, not raised
-            return f" The previous model {path.name} could not be loaded back either: {exc}"
+            return f" The previous model {name} could not be loaded back either: {exc}"
         self.scheduler.swap_backend(backend, SWITCH_MESSAGE)
         self.current_path, self.current_settings = path, settings
-        return f" The previous model {path.name} was loaded back."
+        return f" The previous model {backend.info.name if path is None else name} was loaded back."
 
     def _failed(self, message: str) -> LoadResult:
         self.last_error = message

@@ -159,6 +159,8 @@ def settings_for(ctx, store: ModelSettingsStore, name: str | None) -> tuple[Load
     """What the form shows for a model: how it is loaded now, else how it was last loaded,
     else the server's flags with the loader detected from the files."""
     defaults = ctx.default_load_settings or LoadSettings()
+    if not name and ctx.models.current_settings is not None and ctx.models.current_path is None:
+        return ctx.models.current_settings, "Settings the remote model is running with."
     if not name:
         return dataclasses.replace(defaults, loader=defaults.loader or "llama.cpp"), ""
     if name == loaded_name(ctx) and ctx.models.current_settings is not None:

@@ -17,7 +17,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from loaders.specs import LOADER_NAMES
+from loaders.specs import LOADER_NAMES, SPECS_BY_NAME
 from modules import hub_download
 from modules.model_settings_store import ModelSettingsStore
 from modules.roles import NotAdmin, require_admin
@@ -142,18 +142,21 @@ def _load_unload_reload(ctx, ui, store) -> None:
         refusal = _admin_refusal(ctx, request, "load or switch the model")
         if refusal:
             return refusal, view.info_text(ctx)
-        if not name:
+        spec = SPECS_BY_NAME.get(loader_name)
+        reads_files = spec is None or spec.reads_files      # a remote model needs no file
+        if not name and reads_files:
             return "Choose a model first.", view.info_text(ctx)
         try:
             settings = settings_from_form(loader_name, values, ctx.default_load_settings,
                                           ctx.models.current_settings)
         except ValueError as exc:
             return f"⚠️ {notify.plain(exc)}", view.info_text(ctx)
-        result = ctx.models.load(name, settings, progress=lambda f, m: progress(f, desc=m))
+        result = ctx.models.load(name or "", settings, progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
             notify.warn(result.message)
             return f"⚠️ {notify.plain(result.message)}", view.info_text(ctx)
-        return notify.plain(result.message) + remember(store, name, settings), view.info_text(ctx)
+        kept = remember(store, name, settings) if reads_files else ""
+        return notify.plain(result.message) + kept, view.info_text(ctx)
 
     def do_reload(request: gr.Request, progress=gr.Progress(), name=None, loader_name=None, *values):
         refusal = _admin_refusal(ctx, request, "reload the model")
@@ -161,7 +164,7 @@ def _load_unload_reload(ctx, ui, store) -> None:
             return refusal, view.info_text(ctx)
         # The form's settings apply when it shows the loaded model; otherwise the
         # model is loaded again exactly as before.
-        if ctx.models.current_path is not None and name == view.loaded_name(ctx):
+        if ctx.models.current_settings is not None and name == view.loaded_name(ctx):
             return do_load(request, progress, name, loader_name, *values)
         result = ctx.models.reload(progress=lambda f, m: progress(f, desc=m))
         if not result.ok:
