@@ -92,9 +92,7 @@ def _read_within(kept: list[Attachment], path: str, name: str, limits: Limits) -
         raise AttachmentRefused(f"{name} was not added: with it the files of this message would be "
                                 f"{_size(together)}, over the {_size(limits.max_message_attachments_kb * 1024)} "
                                 "one message may carry.")
-    room = limits.max_attachment_chars - sum(len(a.text) for a in kept)
-    attachment = read_file(path, name, room)
-    return attachment
+    return read_file(path, name, limits.max_attachment_chars - sum(len(a.text) for a in kept))
 
 
 def read_file(path: str, name: str, max_chars: int) -> Attachment:
@@ -186,9 +184,12 @@ def clean_name(name: str) -> str:
 
 
 def _size(size: int) -> str:
-    if size < 1024 * 1024:
-        return f"{size / 1024:,.0f} KiB" if size >= 1024 else f"{size} bytes"
-    return f"{size / 1024 / 1024:,.1f} MiB"
+    """1.1 KiB, 4 MiB, 300 bytes: one decimal at most, so that a file just over the limit
+    does not read as the limit itself."""
+    for unit, scale in (("MiB", 1024 * 1024), ("KiB", 1024)):
+        if size >= scale:
+            return f"{size / scale:,.1f}".removesuffix(".0") + f" {unit}"
+    return f"{size} bytes"
 
 
 # ---- the prompt and the screen ------------------------------------------------------------------
@@ -208,7 +209,7 @@ def fenced(text: str, language: str = "") -> str:
 
 def chips(attachments: list[Attachment]) -> str:
     """The files as a line of chips (Markdown code spans: a name is shown, never read as markup)."""
-    return "📎 " + " ".join(f"`{a.name.replace('`', chr(0x2019))}`" for a in attachments) if attachments else ""
+    return "Files: " + " ".join(f"`{a.name.replace('`', chr(0x2019))}`" for a in attachments) if attachments else ""
 
 
 def shown_text(text: str, attachments: list[Attachment]) -> str:

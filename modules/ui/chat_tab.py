@@ -4,6 +4,8 @@ create_ui builds the components; create_event_handlers wires them. The actions l
 modules/chat_service.py. Whose chats these are comes from the login, or from a random key
 kept in the browser; which chat is on screen, and the reply being written, are kept per
 page on the server (ChatPage), so a message always goes to the chat the person sees.
+Under the view, "‹ 2/3 ›" moves between versions (modules/ui/chat_versions.py); files chosen
+with Attach wait as chips and go with the next message (modules/ui/chat_attachments.py).
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 import gradio as gr
 
 from modules import characters
+from modules.attachments import shown_text
 from modules.chat_modes import MODES, Character
 from modules.chat_service import ChatSettings
 from modules.chat_session import SessionControl
@@ -21,7 +24,9 @@ from modules.history_store import ChatNotFound
 from modules.params import GenerationParams, ParamError
 from modules.request_limits import LimitExceeded
 from modules.ui import chat_exchange as exchange_ui
+from modules.ui import chat_attachments as attach_ui
 from modules.ui import chat_tools as tools_ui
+from modules.ui import chat_versions as versions_ui
 from modules.ui import common, file_choices, notify
 from modules.ui.context import UIContext
 from modules.ui.parameters_tab import thinking_state
@@ -70,6 +75,8 @@ class ChatPage:
         self._idle = threading.Event()
         self._idle.set()
         self._stop_asked = False
+        self.attachments: list = []            # files chosen for the next message (attachments.Attachment)
+        self.edit_awaits_reply = False         # an edit made a new branch: its reply comes next
 
     def __deepcopy__(self, memo):
         return self        # gr.State copies a new session's value; this one was just made for it
@@ -142,6 +149,8 @@ class ChatUI:
     impersonate: gr.Button
     remove_last: gr.Button
     exchange: exchange_ui.ExchangeUI   # Export / import of chats
+    versions: versions_ui.VersionsUI   # "‹ 2/3 ›" under the chat view
+    attach: attach_ui.AttachUI         # files for the next message
 
 
 def build(ctx: UIContext) -> None:
@@ -174,7 +183,9 @@ def create_ui(ctx: UIContext) -> ChatUI:
             tools = tools_ui.create_ui(ctx.chat.tools)
             chatbot = gr.Chatbot(label="Chat", height=520, buttons=["copy", "copy_all"], editable="all",
                                  elem_id="chat-view", feedback_options=None)
+            versions = versions_ui.create_ui()
             status = gr.Markdown(elem_id="chat-status")
+            file_chips, clear_files = attach_ui.create_chips()
             with gr.Row():
                 # One line that grows: Gradio sends a one-line box on Enter and leaves
                 # Shift+Enter to the browser (a new line). Enabled once the page knows whose
@@ -182,6 +193,7 @@ def create_ui(ctx: UIContext) -> ChatUI:
                 textbox = gr.Textbox(placeholder="Send a message (Enter to send, Shift+Enter for a new line)",
                                      show_label=False, scale=8, lines=1, max_lines=12, elem_id="chat-input",
                                      interactive=False)
+                attach = attach_ui.AttachUI(attach_ui.create_button(), file_chips, clear_files)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="chat-send", interactive=False)
                 stop = gr.Button("Stop", variant="stop", scale=1, elem_id="chat-stop")
             with gr.Row():
@@ -191,16 +203,18 @@ def create_ui(ctx: UIContext) -> ChatUI:
                 remove_last = gr.Button("Remove last", size="sm", elem_id="chat-remove-last")
     return ChatUI(owner, page, new_chat, search, chat_list, list_note, new_title, rename, delete, asking,
                   mode, character, tools, chatbot, status, textbox, send, stop, regenerate, continue_,
-                  impersonate, remove_last, exchange)
+                  impersonate, remove_last, exchange, versions, attach)
 
 
 def create_event_handlers(ctx: UIContext, ui: ChatUI) -> None:
     views = ChatViews(ctx)
     _wire_load(ctx, ui, views)
-    _wire_replies(ctx, ui, views)
+    reply_to_edit = _wire_replies(ctx, ui, views)
     _wire_navigation(ctx, ui, views)
-    _wire_chat_edits(ctx, ui, views)
+    _wire_chat_edits(ctx, ui, views, reply_to_edit)
     _wire_characters(ctx, ui, views)
+    versions_ui.wire(ui.versions, ctx.chat, ui.owner, ui.page, ui.chatbot, ui.status)
+    attach_ui.wire(ui.attach, ctx.chat.store.limits, ui.owner, ui.page, ui.status)
     tools_ui.wire(ui.tools, ui.owner, ui.page, ctx.chat.store)
     exchange_ui.create_event_handlers(ctx, ui.exchange, ui, views)
     gr.on(None, None, js=EDIT_KEYS_JS)
@@ -277,10 +291,12 @@ def _wire_load(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         messages, chat_mode, state, dropdown, title, _, *tools = shown
         return (key, who, gr.Radio(choices=[(c.title, c.id) for c in chats], value=page.chat_id),
                 messages, gr.Textbox(interactive=True), gr.Button(interactive=True),
-                chat_mode, state, dropdown, title, *tools)
+                chat_mode, state, dropdown, title, *tools,
+                *versions_ui.updates(service.versions(who.owner, page.chat_id)))
     ctx.on_load.append((on_load, [ctx.browser_key, ui.page, ctx.character_state],
                         [ctx.browser_key, ui.owner, ui.chat_list, ui.chatbot, ui.textbox, ui.send,
-                         ui.mode, ctx.character_state, ui.character, ui.new_title, *ui.tools.outputs]))
+                         ui.mode, ctx.character_state, ui.character, ui.new_title, *ui.tools.outputs,
+                         *ui.versions.outputs]))
 
 
 # ---- replies -------------------------------------------------------------------------------
@@ -324,7 +340,8 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
 
     def send_message(text, who, page, params_values, template, character_state, chat_mode, query, *tools):
         text = (text or "").strip()
-        if not text:
+        files = list(page.attachments)
+        if not (text or files):
             yield SKIP, SKIP, SKIP, SKIP, SKIP
             return
         turn, refusal = claim(who, page)
@@ -334,16 +351,17 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         try:
             try:
                 settings = views.settings(params_values, template, character_state, chat_mode, *tools)
-                service.check_send(who.owner, turn.chat_id, text)
+                service.check_send(who.owner, turn.chat_id, text, files)
             except REFUSALS as exc:
                 notify.warn(str(exc))
                 yield SKIP, SKIP, f"Error: {exc}", SKIP, SKIP
                 return
             shown = (service.messages(who.owner, turn.chat_id) if turn.chat_id
                      else views.greeting(character_state, chat_mode))
-            yield shown + [{"role": "user", "content": text}], SKIP, "Sending...", "", SKIP
-            yield from follow(who, page, turn, service.send(who, turn.chat_id, text, settings, page.control),
-                              query)
+            page.attachments = []
+            yield shown + [{"role": "user", "content": shown_text(text, files)}], SKIP, "Sending...", "", SKIP
+            yield from follow(who, page, turn, service.send(who, turn.chat_id, text, settings, page.control,
+                                                            attachments=files), query)
         finally:
             page.end_reply()
 
@@ -375,15 +393,39 @@ def _wire_replies(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
     # "multiple": a second Send during a reply reaches the server and is answered (BUSY),
     # where Gradio's default would drop it without a word.
     streaming = dict(concurrency_limit=None, trigger_mode="multiple", **common.QUIET)
+    def send_with_files(*args):
+        """send_message, and the chips of the files waiting as they change (Send takes them)."""
+        page, chips = args[2], list(args[2].attachments)
+        for update in send_message(*args):
+            changed = page.attachments != chips
+            chips = list(page.attachments)
+            yield (*update, *(attach_ui.waiting(chips) if changed else (SKIP, SKIP)))
+
     for trigger in (ui.send.click, ui.textbox.submit):
-        trigger(send_message, inputs, outputs, **streaming)
-    ui.regenerate.click(on_chat(lambda who, c, _, s, ctl: service.regenerate(who, c, s, ctl)),
-                        inputs, outputs, **streaming)
-    ui.continue_.click(on_chat(lambda who, c, _, s, ctl: service.continue_reply(who, c, s, ctl)),
-                       inputs, outputs, **streaming)
+        _then_versions(ctx, ui, trigger(send_with_files, inputs, outputs + ui.attach.outputs, **streaming))
+    regenerate = on_chat(lambda who, c, _, s, ctl: service.regenerate(who, c, s, ctl))
+    _then_versions(ctx, ui, ui.regenerate.click(regenerate, inputs, outputs, **streaming))
+    _then_versions(ctx, ui, ui.continue_.click(on_chat(lambda who, c, _, s, ctl: service.continue_reply(who, c, s, ctl)),
+                                               inputs, outputs, **streaming))
     ui.impersonate.click(on_chat(lambda who, c, draft, s, ctl: service.impersonate(who, c, draft or "", s, ctl),
                                  needs_chat=False, to_box=True), inputs, outputs, **streaming)
     common.wire_stop(ui.stop, ui.page)
+
+    def reply_to_edit(*args):
+        """After an edit that made a new branch of the person's message: its reply."""
+        page = args[2]
+        if not page.edit_awaits_reply:
+            yield SKIP, SKIP, SKIP, SKIP, SKIP
+            return
+        page.edit_awaits_reply = False
+        yield from regenerate(*args)
+    return lambda edited: _then_versions(ctx, ui, edited.then(reply_to_edit, inputs, outputs, **streaming))
+
+
+def _then_versions(ctx: UIContext, ui: ChatUI, event) -> None:
+    """After `event`, the "‹ 2/3 ›" controls show the versions of the chat then on screen."""
+    event.then(versions_ui.refresher(ctx.chat), [ui.owner, ui.page], ui.versions.outputs, queue=False,
+               **common.QUIET)
 
 
 # ---- switching chats ---------------------------------------------------------------------
@@ -399,9 +441,11 @@ def _wire_navigation(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
                 *ui.asking.settle())
     new_chat_outputs = [ui.chatbot, ui.status, ui.chat_list, ui.new_title, *ui.asking.outputs]
     new_chat_inputs = [ui.owner, ui.page, ctx.character_state, ui.mode, ui.search]
-    ui.new_chat.click(start_new_chat, new_chat_inputs, new_chat_outputs, queue=False, **common.QUIET)
+    _then_versions(ctx, ui, ui.new_chat.click(start_new_chat, new_chat_inputs, new_chat_outputs, queue=False,
+                                              **common.QUIET))
     # Gradio's trash icon has already emptied the view; the model must forget the chat too.
-    ui.chatbot.clear(start_new_chat, new_chat_inputs, new_chat_outputs, queue=False, **common.QUIET)
+    _then_versions(ctx, ui, ui.chatbot.clear(start_new_chat, new_chat_inputs, new_chat_outputs, queue=False,
+                                             **common.QUIET))
 
     def open_chat(who, selected, page, character_state):
         keep = (SKIP,) * len(ui.tools.outputs)
@@ -413,9 +457,9 @@ def _wire_navigation(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         except ChatNotFound as exc:
             page.go_to(None)
             return ([], SKIP, SKIP, SKIP, "", f"Error: {exc}", *keep, *ui.asking.settle())
-    ui.chat_list.input(open_chat, [ui.owner, ui.chat_list, ui.page, ctx.character_state],
+    _then_versions(ctx, ui, ui.chat_list.input(open_chat, [ui.owner, ui.chat_list, ui.page, ctx.character_state],
                        [ui.chatbot, ui.mode, ctx.character_state, ui.character, ui.new_title, ui.status,
-                        *ui.tools.outputs, *ui.asking.outputs], queue=False, **common.QUIET)
+                        *ui.tools.outputs, *ui.asking.outputs], queue=False, **common.QUIET))
 
     def search_chats(who, query, page):
         listing = views.chat_list(who, query, page.chat_id)
@@ -427,7 +471,7 @@ def _wire_navigation(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
 
 # ---- rename, delete, edit, remove last, mode -------------------------------------------------
 
-def _wire_chat_edits(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
+def _wire_chat_edits(ctx: UIContext, ui: ChatUI, views: ChatViews, reply_to_edit) -> None:
     service = ctx.chat
 
     def refuse(message):
@@ -462,35 +506,38 @@ def _wire_chat_edits(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         service.store.delete_chat(who.owner, chat_id)
         return (views.greeting(character_state, chat_mode), views.chat_list(who, query), "",
                 f"Deleted “{title}”.", *ui.asking.settle())
-    ui.asking.confirm.click(confirm_delete, [ui.owner, ui.asking.pending, ui.page, ctx.character_state,
+    _then_versions(ctx, ui, ui.asking.confirm.click(confirm_delete, [ui.owner, ui.asking.pending, ui.page, ctx.character_state,
                                              ui.mode, ui.search],
                             [ui.chatbot, ui.chat_list, ui.new_title, ui.status, *ui.asking.outputs],
-                            queue=False, **common.QUIET)
+                            queue=False, **common.QUIET))
     ui.asking.cancel.click(lambda: ui.asking.settle(), None, ui.asking.outputs, queue=False, **common.QUIET)
 
     def do_remove_last(who, page):
         if not (who and page.chat_id):
-            return SKIP, SKIP, SKIP
+            return SKIP, SKIP, SKIP, SKIP, SKIP
         if page.begin_reply() is None:
-            return SKIP, SKIP, refuse("A reply is still being written: wait for it or press Stop.")
+            return SKIP, SKIP, refuse("A reply is still being written: wait for it or press Stop."), SKIP, SKIP
         try:
-            text = service.remove_last(who.owner, page.chat_id)
-            return service.messages(who.owner, page.chat_id), text, ""
+            text, files = service.take_last(who.owner, page.chat_id)
+            page.attachments = files or page.attachments        # back with the text, to resend
+            return (service.messages(who.owner, page.chat_id), text, "", *attach_ui.waiting(page.attachments))
         finally:
             page.end_reply()
-    ui.remove_last.click(do_remove_last, [ui.owner, ui.page], [ui.chatbot, ui.textbox, ui.status],
-                         queue=False, **common.QUIET)
+    _then_versions(ctx, ui, ui.remove_last.click(do_remove_last, [ui.owner, ui.page],
+                                                 [ui.chatbot, ui.textbox, ui.status, *ui.attach.outputs],
+                                                 queue=False, **common.QUIET))
 
     def do_edit(who, page, edit: gr.EditData):
         if not (who and page.chat_id):
             return SKIP
         index = edit.index if isinstance(edit.index, int) else edit.index[0]
         try:
-            service.edit_message(who.owner, page.chat_id, index, edit.value)
+            # a new branch of the person's message: its reply follows (reply_to_edit)
+            page.edit_awaits_reply = service.edit_message(who.owner, page.chat_id, index, edit.value)
         except (IndexError, LimitExceeded, ChatNotFound) as exc:
             notify.warn(str(exc))
         return service.messages(who.owner, page.chat_id)
-    ui.chatbot.edit(do_edit, [ui.owner, ui.page], [ui.chatbot], **common.QUIET)
+    reply_to_edit(ui.chatbot.edit(do_edit, [ui.owner, ui.page], [ui.chatbot], **common.QUIET))
 
     def change_mode(who, page, chat_mode, character_state):
         if who and page.chat_id:             # the chat reopens in the mode it was left in
@@ -524,6 +571,6 @@ def _wire_characters(ctx: UIContext, ui: ChatUI, views: ChatViews) -> None:
         page.go_to(None)                     # a new chat with this character, greeting first
         return (state, views.greeting(state, chat_mode), views.chat_list(who, query), "",
                 gr.Dropdown(value=name), "")
-    ui.character.input(pick_character, [ui.character, ui.owner, ui.page, ui.mode, ui.search],
+    _then_versions(ctx, ui, ui.character.input(pick_character, [ui.character, ui.owner, ui.page, ui.mode, ui.search],
                        [ctx.character_state, ui.chatbot, ui.chat_list, ui.new_title, ui.character, ui.status],
-                       queue=False, **common.QUIET)
+                       queue=False, **common.QUIET))
