@@ -2,34 +2,34 @@
 from __future__ import annotations
 
 import html
+from pathlib import Path
 
 import gradio as gr
 
 from modules.params import GenerationParams
 from modules.ui import chat_tab, default_tab, model_tab, notebook_tab, parameters_tab, template_tab
-from modules.ui import extensions_tab
+from modules.ui import extensions_tab, i18n
 from modules.ui.context import UIContext
 
-CSS = """
-#chat-status, #model-status { min-height: 1.5em; }
-/* sampler fields keep room for their whole name (Gradio squeezes checkboxes to nothing);
-   a name longer than the field wraps instead of being cut */
-.sampler-fields .sampler-field { flex: 1 1 240px !important; min-width: min(240px, 100%) !important; }
-.sampler-field .label-text, .sampler-field [data-testid="block-info"] { overflow-wrap: anywhere; }
-/* Gradio 6 draws its "processing | 0.1s" tracker over Markdown even with show_progress="hidden" */
-#chat-status [data-testid="status-tracker"], #template-in-use [data-testid="status-tracker"],
-#template-box-status [data-testid="status-tracker"] { display: none !important; }
-/* the chat view's message editor as wide as a message may be (Gradio sizes it to the bubble
-   and the text wraps); the row keeps Gradio's max-width */
-#chat-view .message-row:has(.edit-textarea), #chat-view .message-row:has(.edit-textarea) .role,
-#chat-view .message-row:has(.edit-textarea) .message { width: 100%; }
-#chat-view .edit-textarea { width: 100% !important; }
-"""
+ASSETS = Path(__file__).resolve().parent
+# server.py passes CSS to launch(); the head script and the translations come with the page
+# itself (Workbench.launch), so a page built here is whole wherever it is launched.
+CSS = (ASSETS / "style.css").read_text(encoding="utf-8")
+HEAD = f"<script>{(ASSETS / 'theme.js').read_text(encoding='utf-8')}</script>"
+
+
+class Workbench(gr.Blocks):
+    """The page: a gr.Blocks that launches with its translations and its head script."""
+
+    def launch(self, *args, **kwargs):
+        kwargs.setdefault("i18n", i18n.I18N)
+        kwargs["head"] = HEAD + (kwargs.get("head") or "")
+        return super().launch(*args, **kwargs)
 
 
 def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationParams | None = None) -> gr.Blocks:
-    with gr.Blocks(title="LLM Workbench") as app:
-        account_bar(ctx)
+    with Workbench(title="LLM Workbench") as app:
+        header(ctx)
         if banner:
             gr.Markdown(banner, elem_id="banner")
         ctx.params_state = gr.State((default_params or GenerationParams()).to_dict())
@@ -56,20 +56,33 @@ def build_app(ctx: UIContext, *, banner: str = "", default_params: GenerationPar
             extensions_tab.build_extension_tabs(ctx)     # extensions whose params say is_tab
         for fn, inputs, outputs in ctx.on_load:
             app.load(fn, inputs, outputs)
+    # after everything, so every label and every handler of every tab is covered
+    i18n.translate_page(app)
+    i18n.translate_replies(app)
     return app
 
 
-def account_bar(ctx: UIContext) -> None:
-    """With accounts on: whose page this is, and a way to leave it on a shared computer.
-    Gradio's own /logout clears the log-in cookie and ends this account's sessions."""
-    if not (ctx.policy and ctx.policy.accounts_on):
-        return
-    with gr.Row(elem_id="account-bar"):
-        who = gr.HTML(elem_id="account-name", scale=1, padding=False)
-        # a relative link, so it also works behind a proxy that serves the page under a path
-        gr.Button("Log out", link="logout", size="sm", variant="secondary", scale=0, min_width=90,
-                  elem_id="log-out")
+def header(ctx: UIContext) -> None:
+    """The bar above the tabs: with accounts on, whose page this is and a way to leave it on a
+    shared computer (Gradio's own /logout clears the log-in cookie and ends this account's
+    sessions); always the Dark mode button, and on phones the Chats button (style.css)."""
+    accounts_on = bool(ctx.policy and ctx.policy.accounts_on)
+    with gr.Row(elem_id="account-bar" if accounts_on else "page-header", elem_classes="page-header"):
+        who = gr.HTML(elem_id="account-name", scale=1, padding=False) if accounts_on else None
+        chats = gr.Button("Chats", size="sm", variant="secondary", scale=0, min_width=80, elem_id="chats-toggle")
+        theme = gr.Button("Dark mode", size="sm", variant="secondary", scale=0, min_width=110,
+                          elem_id="theme-toggle")
+        if accounts_on:
+            # a relative link, so it also works behind a proxy that serves the page under a path
+            gr.Button("Log out", link="logout", size="sm", variant="secondary", scale=0, min_width=90,
+                      elem_id="log-out")
+    chats.click(None, js="() => window.workbenchToggleChats()")
+    theme.click(None, js="() => window.workbenchToggleTheme()")
+    if accounts_on:
+        ctx.on_load.append((_who_is_logged_in(ctx), None, who))
 
+
+def _who_is_logged_in(ctx: UIContext):
     def show_who(request: gr.Request) -> str:
         try:
             identity = ctx.identify(request, need_owner=False)
@@ -77,5 +90,4 @@ def account_bar(ctx: UIContext) -> None:
             return ""
         role = " (admin)" if identity.is_admin else ""
         return f"Logged in as <strong>{html.escape(identity.user)}</strong>{role}"
-
-    ctx.on_load.append((show_who, None, who))
+    return show_who
