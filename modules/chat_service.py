@@ -32,7 +32,7 @@ from modules.chat_tool_turns import (ReplyWatch, ToolTurns, plan_turns, stored_c
 from modules.chat_tools import ToolCatalog
 from modules.extension_chat import ChatHooks, model_text
 from modules.front_door import FrontDoor
-from modules.chat_tree import Versions
+from modules.chat_tree import Versions, versions_of
 from modules.history_store import Chat, ChatNotFound, HistoryStore, Message, MessageNotFound, StorageLimitReached
 from modules.params import GenerationParams
 from modules.roles import Identity
@@ -246,11 +246,11 @@ class ChatService:
         if not chat_id:
             return VersionsShown()
         chat = self.store.get_chat(owner, chat_id)
-        path = chat.messages
+        path, versions = chat.messages, versions_of(chat.tree)
         users = [i for i, m in enumerate(path) if m.role == "user"]
         after = users[-1] + 1 if users else len(path) - 1
-        reply = chat.versions(path[after].id) if 0 <= after < len(path) and path[after].role != "user" else None
-        branched = [v for v in (chat.versions(path[i].id) for i in users) if v.count > 1]
+        reply = versions[path[after].id] if 0 <= after < len(path) and path[after].role != "user" else None
+        branched = [versions[path[i].id] for i in users if versions[path[i].id].count > 1]
         message = branched[-1] if branched else None
         text = next(m.content for m in path if m.id == message.message_id) if message else ""
         return VersionsShown(reply if reply is not None and reply.count > 1 else None, message, text)

@@ -60,12 +60,12 @@ def path_ids(nodes: Iterable[Node], active_root: int | None) -> list[int]:
     pointers = {node.id: node.active_child for node in nodes}
     children = children_of(nodes)
     path: list[int] = []
+    seen: set[int] = set()
     current = _pick(children.get(None, []), active_root)
-    while current is not None:
+    while current is not None and current not in seen:      # a loop only from a hand-edited file
         path.append(current)
+        seen.add(current)
         current = _pick(children.get(current, []), pointers.get(current))
-        if current in path:                 # a loop can only come from a hand-edited file
-            break
     return path
 
 
@@ -73,6 +73,13 @@ def versions(nodes: Iterable[Node], message_id: int) -> Versions:
     nodes = list(nodes)
     parent = next(node.parent_id for node in nodes if node.id == message_id)
     return Versions(message_id, tuple(children_of(nodes).get(parent, [])))
+
+
+def versions_of(nodes: Iterable[Node]) -> dict[int, Versions]:
+    """Every message's Versions, read in one pass."""
+    nodes = list(nodes)
+    children = {parent: tuple(ids) for parent, ids in children_of(nodes).items()}
+    return {node.id: Versions(node.id, children[node.parent_id]) for node in nodes}
 
 
 def _pick(children: list[int], pointer: int | None) -> int | None:
