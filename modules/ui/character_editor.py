@@ -8,8 +8,8 @@ Library; layout (create_ui) and events (create_event_handlers) are apart.
 Import card reads a SillyTavern card (.png or .json) or a TGW .yaml character into the
 editor and this session, as choosing one does; Save character then keeps it, through the
 same store and scope rules as any character. Export card gives what the editor shows as a
-V2 PNG card (modules/character_cards.py), offered as a link once written (see
-modules/ui/chat_exchange.py for why not a DownloadButton).
+V2 PNG card (modules/character_cards.py), written at the click and then offered by a
+download button (as the Chat tab's export; modules/ui/chat_exchange.py says why).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import gradio as gr
 
 from modules import character_cards, characters
 from modules.ui import file_choices, notify
-from modules.ui.chat_exchange import download_path
+from modules.ui.chat_exchange import download_button, download_path, offer
 from modules.ui.file_choices import FileButtons, FileForm, choices, refused, visitor
 
 # Set in the state by this editor's own handlers: the editor already shows that state, so
@@ -43,7 +43,7 @@ class CharacterUI:
     buttons: FileButtons
     import_card: gr.UploadButton
     export_card: gr.Button
-    card_file: gr.File            # the exported card, as a link to download it
+    card_file: gr.DownloadButton  # the exported card, to download
     status: gr.Markdown
 
     @property
@@ -77,8 +77,7 @@ def create_ui(ctx) -> CharacterUI:
         import_card = gr.UploadButton("Import card", file_types=list(CARD_FILE_TYPES), size="sm",
                                       variant="secondary", elem_id="character-import")
         export_card = gr.Button("Export card", size="sm", elem_id="character-export")
-    card_file = gr.File(label="Character card (PNG): click its name to download", interactive=False,
-                        visible=False, elem_id="character-card-file")
+    card_file = download_button("character-card-file")
     status = gr.Markdown(elem_id="character-status")
     return CharacterUI(choice, shared, name, context, greeting, picture, buttons, import_card, export_card,
                        card_file, status)
@@ -171,13 +170,13 @@ def _wire_cards(ctx, ui: CharacterUI) -> None:
 
     def export_card(name, context, greeting, picture):
         if not (name or "").strip():
-            return gr.File(visible=False), refused("Not exported", ValueError("type the character's name first."))
+            return gr.DownloadButton(visible=False), refused("Not exported",
+                                                             ValueError("type the character's name first."))
         try:
             data = character_cards.card_png(name.strip(), context or "", greeting or "", picture)
         except (ValueError, OSError) as exc:
-            return gr.File(visible=False), refused("Not exported", exc)
+            return gr.DownloadButton(visible=False), refused("Not exported", exc)
         path = download_path(name.strip(), ".png", data)
-        return (gr.File(value=str(path), visible=True),
-                f"Card of **{notify.plain(name.strip())}** ready: click its name above to download it.")
+        return offer(path), f"Card of **{notify.plain(name.strip())}** ready: the button above downloads it."
 
     ui.export_card.click(export_card, ui.editors, [ui.card_file, ui.status], **_QUIET)

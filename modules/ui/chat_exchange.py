@@ -6,9 +6,10 @@ server when the page loaded) and the chat from the page's server-side ChatPage, 
 anything the browser sends, so an export only ever holds the person's own chat. The
 conversions are modules/chat_exchange.py.
 
-Export is a button that writes the file and then offers it as a link: a DownloadButton
-hands over the file it already holds at the click, which would have to be rewritten on
-every streamed update of the chat to be current, and could still be one update behind.
+Export is a button that writes the file from the store at the click, then shows a
+download button holding that file. A download button alone hands over the file it held
+before the click, which would have to be rewritten on every streamed update of the chat to
+be current, and could still be one update behind.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ _exports: list[Path] = []     # this server's export folder (one, made on first 
 class ExchangeUI:
     export_json: gr.Button
     export_markdown: gr.Button
-    exported: gr.File             # the file just exported, as a link to download it
+    exported: gr.DownloadButton   # the file just exported, to download
     upload: gr.UploadButton
 
 
@@ -49,8 +50,7 @@ def create_ui() -> ExchangeUI:
         with gr.Row():
             export_json = gr.Button("Export as JSON", size="sm", elem_id="chat-export-json")
             export_markdown = gr.Button("Export as Markdown", size="sm", elem_id="chat-export-markdown")
-        exported = gr.File(label="Exported chat: click its name to download", interactive=False,
-                           visible=False, elem_id="chat-export-file")
+        exported = download_button("chat-export-file")
         upload = gr.UploadButton("Import a text-generation-webui chat", file_types=[".json"], size="sm",
                                  variant="secondary", elem_id="chat-import")
     return ExchangeUI(export_json, export_markdown, exported, upload)
@@ -65,7 +65,7 @@ def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
 
     def refuse(message: str):
         notify.warn(message)
-        return gr.File(visible=False), message
+        return gr.DownloadButton(visible=False), message
 
     def export(kind: str):
         def handler(who, page, character_state):
@@ -83,7 +83,8 @@ def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
                 name = speaker(who, shown.character, character_state)
                 data, suffix = chat_exchange.to_markdown(shown, assistant_name=name), ".md"
             path = download_path(shown.title, suffix, data.encode("utf-8"))
-            return gr.File(value=str(path), visible=True), f"Exported “{notify.plain(shown.title)}”."
+            return offer(path), (f"Exported “{notify.plain(shown.title)}”: its Download button is under "
+                                 "Export / import.")
         return handler
 
     def speaker(who, stored: str, character_state) -> str:
@@ -100,17 +101,23 @@ def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
         button.click(export(kind), inputs, [ui.exported, chat.status], api_visibility="undocumented",
                      **common.QUIET)
 
-    opened = [chat.chatbot, chat.mode, ctx.character_state, chat.character, chat.new_title, chat.status,
-              *chat.tools.outputs]
+    # views.open's updates, then the chat list
+    outputs = [chat.chatbot, chat.mode, ctx.character_state, chat.character, chat.new_title, chat.status,
+               *chat.tools.outputs, chat.chat_list]
+    status_at = outputs.index(chat.status)
+
+    def only_status(message: str) -> list:
+        updates = [SKIP] * len(outputs)
+        updates[status_at] = message
+        return updates
 
     def import_chat(path, who, page, character_state, chat_mode, query):
         from modules.ui.chat_tab import character_file      # here: chat_tab imports this module
-        nothing = (SKIP,) * len(opened) + (SKIP,)
         if not who:
             notify.warn(LOADING)
-            return nothing
+            return only_status(LOADING)
         if not path:
-            return nothing
+            return [SKIP] * len(outputs)
         try:
             data = _read_upload(Path(path), max_bytes)
             chat_id = chat_exchange.import_tgw_chat(
@@ -119,16 +126,27 @@ def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
         except (ValueError, LimitExceeded, OSError) as exc:
             message = f"Not imported: {exc}"
             notify.warn(message)
-            return (SKIP,) * 5 + (notify.plain(message),) + (SKIP,) * (len(opened) - 6) + (SKIP,)
+            return only_status(notify.plain(message))
         page.go_to(chat_id)                  # like opening a chat: a reply being written stops first
-        shown = list(views.open(who, chat_id, character_state))
-        count = len(store.get_chat(who.owner, chat_id).messages)
-        shown[5] = " ".join(filter(None, [f"Imported “{notify.plain(shown[4])}” ({count} messages).", shown[5]]))
-        return (*shown, views.chat_list(who, query, chat_id))
+        imported = store.get_chat(who.owner, chat_id)
+        updates = [*views.open(who, chat_id, character_state), views.chat_list(who, query, chat_id)]
+        done = f"Imported “{notify.plain(imported.title)}” ({len(imported.messages)} messages)."
+        updates[status_at] = " ".join(filter(None, [done, updates[status_at]]))
+        return updates
 
     ui.upload.upload(import_chat, [ui.upload, chat.owner, chat.page, ctx.character_state, chat.mode,
-                                   chat.search], [*opened, chat.chat_list],
-                     api_visibility="undocumented", **common.QUIET)
+                                   chat.search], outputs, api_visibility="undocumented", **common.QUIET)
+
+
+def download_button(elem_id: str) -> gr.DownloadButton:
+    """Hidden until an export has written its file (see offer)."""
+    return gr.DownloadButton(visible=False, size="sm", variant="primary", elem_id=elem_id)
+
+
+def offer(path: Path) -> gr.DownloadButton:
+    """The download button holding `path`, named after it (a button's label wraps in a
+    narrow column, where gr.File's row would cut the name)."""
+    return gr.DownloadButton(f"⇣ Download {path.name}", value=str(path), visible=True)
 
 
 def _read_upload(path: Path, max_bytes: int) -> bytes:
