@@ -51,3 +51,22 @@ def test_an_empty_reply_says_why_and_how_to_get_text(page, server_url):
     status = page.locator("#default-status")
     expect(status).to_contain_text("ended its turn at once", timeout=TIMEOUT)
     expect(status).to_contain_text("ban_eos_token")
+
+
+def test_the_remote_loader_shows_its_own_fields_and_an_unreachable_server_changes_nothing(page, server_url):
+    open_app(page, server_url)
+    tab(page, "Model")
+    expect(page.locator("#model-info")).to_contain_text(MODEL, timeout=TIMEOUT)
+    page.get_by_label("Remote").check()
+    expect(page.get_by_text("Remote server settings")).to_be_visible()
+    expect(page.get_by_text("llama.cpp settings")).to_be_hidden()
+    expect(page.get_by_label("gpu-layers")).to_be_hidden()
+    expect(page.get_by_label("remote-key")).to_have_value("")
+    url = page.get_by_label("remote-url")
+    url.click()
+    page.keyboard.type("http://127.0.0.1:9/v1")          # the discard port: nothing answers
+    page.locator("#model-load").click()
+    status = page.locator("#model-status")
+    expect(status).to_contain_text("cannot be reached", timeout=TIMEOUT)
+    expect(status).to_contain_text(f"{MODEL} stays loaded")
+    expect(page.locator("#model-info")).to_contain_text(f"{MODEL} with llama.cpp")
