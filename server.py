@@ -29,6 +29,7 @@ def run_inside_the_projects_environment() -> None:
 if __name__ == "__main__":
     run_inside_the_projects_environment()
 
+from loaders.specs import SPECS_BY_NAME  # noqa: E402
 from modules import cli, model_files, template_render  # noqa: E402
 from modules.accounts import (Accounts, AccountsError, client_address_middleware,  # noqa: E402
                               trust_forwarded_headers_from)
@@ -57,7 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     args = cli.build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for name in ("httpx", "urllib3", "gradio"):
+    # httpx logs each request's address at INFO (the remote loader's openai client included).
+    for name in ("httpx", "httpx2", "urllib3", "gradio"):
         logging.getLogger(name).setLevel(logging.WARNING)
     for message in cli.not_implemented_messages(args):
         log.warning(message)
@@ -165,7 +167,10 @@ def persistent_secret(path: Path) -> str:
 
 def load_startup_model(models: ModelManager, requested: str | None, settings) -> list[str]:
     """Loads --model, or the default model. A failure is reported, never fatal."""
-    if requested:
+    spec = SPECS_BY_NAME.get(settings.loader or "")
+    if spec is not None and not spec.reads_files:
+        target = ""                         # a remote server: no file here to look for
+    elif requested:
         target = requested
     else:
         found = model_files.default_model(models.model_dir)
@@ -175,7 +180,7 @@ def load_startup_model(models: ModelManager, requested: str | None, settings) ->
             log.warning(message)
             return [f"**No model loaded:** {message}"]
         target = found.name
-    log.info("Loading %s", target)
+    log.info("Loading %s", target or settings.loader)
     result = models.load(target, settings)
     if result.ok:
         log.info(result.message)

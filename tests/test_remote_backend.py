@@ -187,3 +187,29 @@ def test_a_wrong_address_or_model_is_refused_with_the_previous_model_kept(remote
             assert manager.backend is backend and "stays loaded" in result.message   # never unloaded
     finally:
         manager.unload()
+
+
+def test_the_server_started_on_a_remote_serves_the_api_with_no_model_file(remote, tmp_path):
+    """`server.py --loader Remote --remote-url ...` needs nothing in models/: the page and
+    the API answer from the remote model, and an admin can load it again through the API."""
+    from openai import OpenAI
+
+    from tests.api_server import ADMIN_KEY, serve
+    url, _ = remote
+    (tmp_path / "empty-models").mkdir()
+    started = serve(tmp_path, ["--model-dir", str(tmp_path / "empty-models"), "--loader", "Remote",
+                               "--remote-url", url, "--remote-key", KEY, "--admin-key", ADMIN_KEY])
+    server = next(started)
+    try:
+        assert KEY not in server.log_tail(200_000)
+        client = OpenAI(base_url=f"http://127.0.0.1:{server.api_port}/v1", api_key="unused")
+        served = client.models.list().data[0].id
+        reply = client.chat.completions.create(model=served, messages=FRANCE, max_tokens=24, temperature=0)
+        assert "Paris" in reply.choices[0].message.content
+        reloaded = httpx.post(f"http://127.0.0.1:{server.api_port}/v1/internal/model/load",
+                              headers={"Authorization": f"Bearer {ADMIN_KEY}"}, timeout=120,
+                              json={"model_name": "", "args": {"loader": "Remote", "remote_url": url,
+                                                               "remote_key": KEY}})
+        assert reloaded.status_code == 200, reloaded.text
+    finally:
+        started.close()

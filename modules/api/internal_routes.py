@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from loaders.specs import SPECS_BY_NAME
 from modules.api.context import context_of
 from modules.api.errors import ApiError, as_api_error
 from modules.api.request_params import build_params
@@ -67,15 +68,19 @@ async def model_load(request: Request) -> Response:
     ctx = context_of(request)
     ctx.keys.require_admin(request, "load a model")
     body = parse_body(await request.body(), LoadModelBody)
-    if body.model_name not in ctx.model_names():
-        raise ApiError(404, f"No model '{body.model_name}' in the models folder; "
-                       f"GET /v1/internal/model/list names them.", param="model_name")
     base = ctx.models.current_settings or ctx.default_load_settings
     try:
         settings = dataclasses.replace(base, **body.args)
     except TypeError as exc:
         raise ApiError(400, f"args: {exc}.", param="args") from None
-    result = await run_in_threadpool(ctx.models.load, body.model_name, settings)
+    name = body.model_name
+    spec = SPECS_BY_NAME.get(settings.loader or "")
+    if spec is not None and not spec.reads_files:
+        name = ""                           # a remote server: its model is named in args
+    elif name not in ctx.model_names():
+        raise ApiError(404, f"No model '{name}' in the models folder; "
+                       f"GET /v1/internal/model/list names them.", param="model_name")
+    result = await run_in_threadpool(ctx.models.load, name, settings)
     if not result.ok:
         raise ApiError(400, result.message, code="model_load_failed")
     return JSONResponse({"status": "OK", "message": result.message})
