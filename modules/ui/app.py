@@ -15,7 +15,8 @@ ASSETS = Path(__file__).resolve().parent
 # server.py passes CSS to launch(); the head script and the translations come with the page
 # itself (Workbench.launch), so a page built here is whole wherever it is launched.
 CSS = (ASSETS / "style.css").read_text(encoding="utf-8")
-HEAD = f"<script>{(ASSETS / 'theme.js').read_text(encoding='utf-8')}</script>"
+HEAD = (f"<style>{(ASSETS / 'layout.css').read_text(encoding='utf-8')}</style>"
+        f"<script>{(ASSETS / 'theme.js').read_text(encoding='utf-8')}</script>")
 
 
 class Workbench(gr.Blocks):
@@ -67,7 +68,7 @@ def header(ctx: UIContext) -> None:
     shared computer (Gradio's own /logout clears the log-in cookie and ends this account's
     sessions); always the Dark mode button, and on phones the Chats button (style.css)."""
     accounts_on = bool(ctx.policy and ctx.policy.accounts_on)
-    with gr.Row(elem_id="account-bar" if accounts_on else "page-header", elem_classes="page-header"):
+    with gr.Row(elem_id="account-bar" if accounts_on else "workbench-header", elem_classes="workbench-header"):
         who = gr.HTML(elem_id="account-name", scale=1, padding=False) if accounts_on else None
         chats = gr.Button("Chats", size="sm", variant="secondary", scale=0, min_width=80, elem_id="chats-toggle")
         theme = gr.Button("Dark mode", size="sm", variant="secondary", scale=0, min_width=110,

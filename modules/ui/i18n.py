@@ -100,9 +100,10 @@ def _pattern(english: str, known: str) -> re.Pattern:
 
 
 FRENCH = Table.load(LOCALES / "fr.yaml")
-# Gradio's own translation table: the page's fixed texts. translate_page() adds the texts it
-# built from templates (a path, a number of cores), so the browser finds those too.
-I18N = gr.I18n(fr=dict(FRENCH.exact))
+# Gradio's own translation table, filled by translate_page() with the page's texts only:
+# Gradio also looks up every choice of a radio or dropdown in it, and a chat or a preset
+# named like a word of the table must keep its name.
+I18N = gr.I18n(fr={})
 
 
 # ---- which language a request wants --------------------------------------------------------
@@ -159,11 +160,15 @@ def translate_page(app: gr.Blocks) -> None:
     shows the browser's language. Set on the component and its constructor arguments, which
     Gradio copies when a handler updates the component."""
     french = I18N.translations_dict["fr"]
+    for block in app.blocks.values():             # fixed choices ("When the model decides")
+        for shown, _ in getattr(block, "choices", None) or []:
+            if isinstance(shown, str) and shown in FRENCH.exact:
+                french[shown] = FRENCH.exact[shown]
     for block, field, text in list(page_texts(app)):
         translated = FRENCH.translate(text)
         if translated is None:
             continue
-        french.setdefault(text, translated)        # built from a template: the browser needs it
+        french[text] = translated
         setattr(block, field, I18N(text))
         for args in getattr(block, "_constructor_args", None) or []:
             if args.get(field) == text:
@@ -182,7 +187,9 @@ def untranslated(app: gr.Blocks) -> list[str]:
 
 
 def _kept_as_is(text: str) -> bool:
-    return bool(re.fullmatch(r"[a-z0-9][a-z0-9_\-.]*|[\w.\-]+/[\w.\-]+|\*[\w.*\-]+", text))
+    return (not re.search(r"[A-Za-z]", text)                                  # ‹ ›
+            or bool(re.fullmatch(r"[a-z0-9][a-z0-9_\-.]*"                     # temperature, ctx-size
+                                 r"|[\w.\-]+/[\w.\-]+|\*[\w.*\-]+|https?://\S+", text)))
 
 
 # ---- what the server writes while the page is open -------------------------------------------
