@@ -206,7 +206,8 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
           [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.shared, ui.thinking, thinking], **_QUIET)
 
     def switch_thinking(request: gr.Request, on, params, in_use, key_value):
-        return bool(on), remember(visitor(ctx, request, key_value), params, in_use, bool(on))
+        note = remember(visitor(ctx, request, key_value), params, in_use, bool(on))
+        return bool(on), note or f"Thinking is {'on' if on else 'off'} for your chats."
 
     ui.thinking.input(switch_thinking, [ui.thinking, ctx.params_state, ui.in_use, key], [thinking, ui.status],
                       **_QUIET)
