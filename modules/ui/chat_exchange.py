@@ -56,9 +56,10 @@ def create_ui() -> ExchangeUI:
     return ExchangeUI(export_json, export_markdown, exported, upload)
 
 
-def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
+def create_event_handlers(ctx, ui: ExchangeUI, chat, views):
     """`chat`: the Chat tab's ChatUI (its owner and page states, and what an import puts on
-    screen); `views`: its ChatViews, which open a chat the way the chat list does."""
+    screen); `views`: its ChatViews, which open a chat the way the chat list does. Returns
+    the import event, so the Chat tab can refresh what follows an opened chat."""
     store = ctx.chat.store
     characters_store = file_choices.library(ctx).characters
     max_bytes = int((ctx.limits.max_upload_mb if ctx.limits else 10) * 2**20)
@@ -134,8 +135,8 @@ def create_event_handlers(ctx, ui: ExchangeUI, chat, views) -> None:
         updates[status_at] = " ".join(filter(None, [done, updates[status_at]]))
         return updates
 
-    ui.upload.upload(import_chat, [ui.upload, chat.owner, chat.page, ctx.character_state, chat.mode,
-                                   chat.search], outputs, api_visibility="undocumented", **common.QUIET)
+    return ui.upload.upload(import_chat, [ui.upload, chat.owner, chat.page, ctx.character_state, chat.mode,
+                                          chat.search], outputs, api_visibility="undocumented", **common.QUIET)
 
 
 def download_button(elem_id: str) -> gr.DownloadButton:

@@ -216,7 +216,7 @@ def create_event_handlers(ctx: UIContext, ui: ChatUI) -> None:
     versions_ui.wire(ui.versions, ctx.chat, ui.owner, ui.page, ui.chatbot, ui.status)
     attach_ui.wire(ui.attach, ctx.chat.store.limits, ui.owner, ui.page, ui.status)
     tools_ui.wire(ui.tools, ui.owner, ui.page, ctx.chat.store)
-    exchange_ui.create_event_handlers(ctx, ui.exchange, ui, views)
+    _then_versions(ctx, ui, exchange_ui.create_event_handlers(ctx, ui.exchange, ui, views))
     gr.on(None, None, js=EDIT_KEYS_JS)
 
 
