@@ -338,3 +338,41 @@ def test_the_api_switches_thinking_and_leaves_earlier_reasoning_out(client):
     thought = ask(client, history("<think>\nA long thought about France and its many cities.\n</think>\n\nParis."),
                   grammar_string="", max_tokens=1, chat_template=FALLBACK_TEMPLATE)
     assert thought.usage.prompt_tokens == plain.usage.prompt_tokens
+
+
+@pytest.fixture(scope="module")
+def claude(api):
+    import anthropic
+    from tests.api_server import KEY
+    return anthropic.Anthropic(base_url=api.url.rstrip("/"), api_key=KEY, max_retries=0, timeout=180)
+
+
+def test_the_anthropic_api_gives_a_thinking_block_first_and_takes_it_back(claude):
+    from tests.api_server import MODEL
+    question = [{"role": "user", "content": "Tell me the capital of France."}]
+    extra = {"chat_template": OPENS_THINKING, "grammar_string": THINK_GRAMMAR, "temperature": 0}
+    message = claude.messages.create(model=MODEL, max_tokens=40, messages=question, extra_body=extra)
+    assert [block.type for block in message.content] == ["thinking", "text"]
+    thought, answer = message.content[0].thinking, message.content[1].text
+    assert thought and answer and "</think>" not in answer
+
+    with claude.messages.stream(model=MODEL, max_tokens=40, messages=question, extra_body=extra) as stream:
+        streamed = stream.get_final_message()
+    assert [(b.type, getattr(b, "thinking", None) or getattr(b, "text", None)) for b in streamed.content] == [
+        ("thinking", thought), ("text", answer)]
+
+    # sent back, the block is the reply's reasoning, which this template leaves out of the prompt
+    def prompt_tokens(reply, count=False):
+        messages = [*question, {"role": "assistant", "content": reply}, {"role": "user", "content": "And of Italy?"}]
+        if count:
+            return claude.messages.count_tokens(model=MODEL, messages=messages,
+                                                extra_body={"chat_template": OPENS_THINKING}).input_tokens
+        return claude.messages.create(model=MODEL, max_tokens=1, messages=messages,
+                                      extra_body=dict(extra, grammar_string="")).usage.input_tokens
+    with_thought = [{"type": "thinking", "thinking": thought, "signature": ""}, {"type": "text", "text": answer}]
+    assert prompt_tokens(with_thought) == prompt_tokens(answer)
+    assert prompt_tokens(with_thought, count=True) == prompt_tokens(answer, count=True) == prompt_tokens(answer)
+    off = claude.messages.create(model=MODEL, max_tokens=1, messages=question, thinking={"type": "disabled"},
+                                 extra_body=dict(extra, grammar_string=""))
+    on = claude.messages.create(model=MODEL, max_tokens=1, messages=question, extra_body=dict(extra, grammar_string=""))
+    assert off.usage.input_tokens > on.usage.input_tokens        # the template closed the reasoning

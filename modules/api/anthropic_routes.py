@@ -1,6 +1,9 @@
 """Anthropic's Messages API: /v1/messages (streamed as its named events) and
 /v1/messages/count_tokens. Shapes follow the `anthropic` package's types (Message,
-RawMessageStreamEvent); content is text, tool_use and tool_result blocks.
+RawMessageStreamEvent); content is text, tool_use and tool_result blocks, and a thinking
+block first when the reply reasons (modules/api/thinking.py; `thinking: {"type":
+"disabled"}` passes enable_thinking=false to the template). Thinking blocks sent back
+reach the template as the reply's reasoning_content; they carry no signature.
 """
 from __future__ import annotations
 
@@ -18,10 +21,12 @@ from modules.api.generation import ChatPrompt, EventStream, Generation, closing_
 from modules.api.request_params import anthropic_fields, build_params, check_model
 from modules.api.schemas import CountTokensRequest, MessagesRequest, message_text, parse_body
 from modules.api.structured import output_constraints
+from modules.api.thinking import ReplyReasoning, reply_reasoning, template_variables
 from modules.api.tool_plan import ToolPlan, plan_tools
 from modules.events import Finished, TextDelta
 from modules.params import GenerationParams
 from modules.chat_prompt import FALLBACK_TEMPLATE
+from modules.reasoning import prompt_messages
 from modules.template_render import render_chat_template
 from modules.tool_calls import ToolCallStream, messages_for_template, parse_tool_calls
 
@@ -36,11 +41,15 @@ def template_messages(body) -> list[dict]:
         if isinstance(message.content, str):
             out.append({"role": message.role, "content": message.content})
             continue
-        texts, calls = [], []
+        texts, calls, thoughts = [], [], []
         for block in message.content:
             kind = block.get("type") if isinstance(block, dict) else None
             if kind == "text" and isinstance(block.get("text"), str):
                 texts.append(block["text"])
+            elif kind == "thinking" and message.role == "assistant" and isinstance(block.get("thinking"), str):
+                thoughts.append(block["thinking"])
+            elif kind == "redacted_thinking" and message.role == "assistant":
+                continue
             elif kind == "tool_use" and message.role == "assistant":
                 calls.append({"id": block.get("id", ""), "type": "function",
                               "function": {"name": block.get("name", ""), "arguments": block.get("input") or {}}})
@@ -53,8 +62,17 @@ def template_messages(body) -> list[dict]:
             item = {"role": message.role, "content": "".join(texts)}
             if calls:
                 item["tool_calls"] = calls
+            if thoughts:
+                item["reasoning_content"] = "\n".join(thoughts)
             out.append(item)
     return out
+
+
+def thinking_switch(extra: dict | None) -> bool | None:
+    """Anthropic's `thinking` field as enable_thinking: enabled, disabled, or not given."""
+    given = (extra or {}).get("thinking")
+    kind = given.get("type") if isinstance(given, dict) else None
+    return {"enabled": True, "disabled": False}.get(kind)
 
 
 def functions(body) -> list[dict]:
@@ -100,10 +118,12 @@ async def messages(request: Request) -> Response:
                           preset_store=ctx.preset_store, who=who, max_tokens_limit=ctx.limits.max_new_tokens_limit)
     params = output_constraints(params, response_format(body.output_config), plan, info, body.model_extra or {})
     typed = max((m["content"] for m in history), key=len)
+    variables = template_variables(body.model_extra, thinking_switch(body.model_extra))
+    reasoning = await reply_reasoning(template, variables, body.model_extra)
     generation = await start(ctx.door, who, params, typed=typed,
-                             chat=ChatPrompt(messages_for_template(history), template, plan.template_tools))
+                             chat=ChatPrompt(messages_for_template(history), template, plan.template_tools, variables))
     with closing_on_error(generation):
-        reply = MessageReply(body.model or (info.name if info else ""), plan, generation, params)
+        reply = MessageReply(body.model or (info.name if info else ""), plan, generation, params, reasoning)
         if body.stream:
             events = await opened(generation, request.receive)
             return EventStream(reply.stream(events), generation)
@@ -111,9 +131,11 @@ async def messages(request: Request) -> Response:
 
 
 class MessageReply:
-    def __init__(self, model: str, plan: ToolPlan, generation: Generation, params: GenerationParams):
+    def __init__(self, model: str, plan: ToolPlan, generation: Generation, params: GenerationParams,
+                 reasoning: ReplyReasoning = ReplyReasoning()):
         self.id, self.model, self.plan, self.generation = "msg_" + secrets.token_hex(12), model, plan, generation
         self.stops = set(params.custom_stopping_strings)
+        self.reasoning = reasoning
 
     def _stop(self, finished: Finished, calls) -> tuple[str, str | None]:
         if calls:
@@ -132,8 +154,11 @@ class MessageReply:
 
     async def whole(self, receive) -> dict:
         text, finished, _ = await collect(self.generation, receive)
+        split = self.reasoning.split(text)
+        text = split.answer
         content_text, calls = parse_tool_calls(text, self.plan.names) if self.plan.parse else (text, [])
-        content = [{"type": "text", "text": content_text}] if content_text or not calls else []
+        content = [{"type": "thinking", "thinking": split.reasoning, "signature": ""}] if split.reasoning else []
+        content += [{"type": "text", "text": content_text}] if content_text or not calls else []
         content += [_tool_use(call) for call in calls]
         return self._message(content, self._stop(finished, calls), finished.n_tokens)
 
@@ -142,17 +167,25 @@ class MessageReply:
         yield sse.event("message_start", {"type": "message_start", "message": self._message([], (None, None), 0)})
         yield sse.event("ping", {"type": "ping"})
         blocks = TextBlocks()
+        thinking = self.reasoning.stream()
         async for event in events:
             if isinstance(event, TextDelta):
-                text = calls_stream.feed(event.text) if calls_stream else event.text
+                thought, said = thinking.feed(event.text) if thinking else ("", event.text)
+                for block in blocks.thinking(thought):
+                    yield block
+                text = calls_stream.feed(said) if calls_stream else said
                 for block in blocks.text(text):
                     yield block
                 continue
             if event.reason == "error":
                 yield sse.event("error", anthropic_body(ApiError(500, event.error or "The generation failed.")))
                 return
+            thought, said = thinking.finish() if thinking else ("", "")
+            for block in blocks.thinking(thought):
+                yield block
+            said = calls_stream.feed(said) if calls_stream else said
             rest, calls = calls_stream.finish() if calls_stream else ("", [])
-            for block in blocks.text(rest):
+            for block in blocks.text(said + rest):
                 yield block
             for block in blocks.close_text():
                 yield block
@@ -172,10 +205,30 @@ class TextBlocks:
     def __init__(self):
         self.index = -1
         self.text_open = False
+        self.thinking_open = False
+
+    def thinking(self, text: str):
+        """The reply's reasoning: one thinking block, before the rest."""
+        if not text:
+            return
+        if not self.thinking_open:
+            self.index += 1
+            self.thinking_open = True
+            yield sse.event("content_block_start", {"type": "content_block_start", "index": self.index,
+                                                    "content_block": {"type": "thinking", "thinking": "",
+                                                                      "signature": ""}})
+        yield sse.event("content_block_delta", {"type": "content_block_delta", "index": self.index,
+                                                "delta": {"type": "thinking_delta", "thinking": text}})
+
+    def close_thinking(self):
+        if self.thinking_open:
+            self.thinking_open = False
+            yield sse.event("content_block_stop", {"type": "content_block_stop", "index": self.index})
 
     def text(self, text: str):
         if not text:
             return
+        yield from self.close_thinking()
         if not self.text_open:
             self.index += 1
             self.text_open = True
@@ -185,6 +238,7 @@ class TextBlocks:
                                                 "delta": {"type": "text_delta", "text": text}})
 
     def close_text(self):
+        yield from self.close_thinking()
         if self.text_open:
             self.text_open = False
             yield sse.event("content_block_stop", {"type": "content_block_stop", "index": self.index})
@@ -219,15 +273,18 @@ async def count_tokens(request: Request) -> Response:
     params = GenerationParams()
     try:
         with ctx.door.admit(who, params, text=max((m["content"] for m in history), key=len)) as admission:
-            text = await run_in_threadpool(_render, template, history, tools, info)
+            variables = template_variables(body.model_extra, thinking_switch(body.model_extra))
+            text = await run_in_threadpool(_render, template, history, tools, info, variables)
             tokens = await run_in_threadpool(admission.tokenize, text)
     except Exception as exc:
         raise as_api_error(exc) from None
     return JSONResponse({"input_tokens": len(tokens)})
 
 
-def _render(template, history, tools, info) -> str:
-    extra = {"tools": tools} if tools else {}
-    return render_chat_template(template or FALLBACK_TEMPLATE, history, add_generation_prompt=True,
+def _render(template, history, tools, info, variables) -> str:
+    """The prompt as a generation would build it (earlier reasoning left out or handed over)."""
+    extra = dict(variables, **({"tools": tools} if tools else {}))
+    template = template or FALLBACK_TEMPLATE
+    return render_chat_template(template, prompt_messages(history, template), add_generation_prompt=True,
                                 bos_token=info.bos_token if info else "",
                                 eos_token=info.eos_token if info else "", **extra)
