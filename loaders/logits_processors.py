@@ -9,7 +9,9 @@ SequenceSampler chains them in llama.cpp's default order:
     logit bias / bans -> penalties -> DRY -> top_n_sigma -> top_k -> typical -> top_p
     -> min_p -> XTC -> temperature (or dynamic temperature) -> draw
 Mirostat (1 or 2) replaces the truncation steps (top_n_sigma .. XTC) and the draw; the
-penalties and DRY still apply before it, as in the llama.cpp loader's chain.
+penalties and DRY still apply before it, as in the llama.cpp loader's chain. A grammar
+(loaders/hf_grammar.py) comes before all of them: the chain only sees the tokens the
+grammar allows, as with llama.cpp's grammar sampler.
 """
 from __future__ import annotations
 
@@ -212,8 +214,9 @@ class SequenceSampler:
     same seed gives the same text) and its Mirostat state."""
 
     def __init__(self, params: GenerationParams, eog_tokens: frozenset[int],
-                 dry_breakers: frozenset[int] = frozenset()):
+                 dry_breakers: frozenset[int] = frozenset(), constraint=None):
         self.params = params
+        self.constraint = constraint       # a hf_grammar.TokenConstraint, or None
         seed = params.seed if params.seed >= 0 else random.SystemRandom().randrange(2**31)
         self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
@@ -262,7 +265,20 @@ class SequenceSampler:
         return apply_temperature(logits, p.temperature)
 
     def sample(self, logits: torch.Tensor, prompt: list[int], generated: list[int]) -> int:
-        """Picks the next token. `logits` is consumed (changed in place)."""
+        """Picks the next token (one the grammar allows, which it then takes). `logits` is
+        consumed (changed in place)."""
+        if self.constraint is None:
+            return self._draw(logits, prompt, generated)
+        token = self._draw(self.constraint.restrict(logits), prompt, generated)
+        self.constraint.accept(token)
+        return token
+
+    def next_position(self) -> None:
+        """The backend has the logits of a new position (the grammar's mask is for the old one)."""
+        if self.constraint is not None:
+            self.constraint.next_position()
+
+    def _draw(self, logits: torch.Tensor, prompt: list[int], generated: list[int]) -> int:
         if self.plain_greedy:
             return int(torch.argmax(logits))
         logits = self._shape(logits, prompt, generated)
@@ -277,6 +293,8 @@ class SequenceSampler:
     def probabilities(self, logits: torch.Tensor, prompt: list[int], generated: list[int]) -> torch.Tensor:
         """The distribution the next draw would use, without drawing (no random XTC cut,
         Mirostat's state left alone). Greedy settings show the shaped scores at T=1."""
+        if self.constraint is not None:
+            self.constraint.restrict(logits)
         logits = self._shape(logits, prompt, generated)
         if self.params.is_greedy:
             return torch.softmax(logits, dim=-1)

@@ -4,7 +4,8 @@ Each sequence keeps its own KV cache (a transformers DynamicCache). forward() pr
 new prompts one at a time and decodes the sequences that were fed a token together in
 one batched call (DecodeGroup): with four users that serves 2-4 times the tokens of
 decoding them one by one on the CPU. Sampling is ours (loaders/logits_processors.py),
-one seeded torch.Generator per sequence. The GPTQ loader reuses this class.
+one seeded torch.Generator per sequence; grammars are token masks from llguidance
+(loaders/hf_grammar.py). The GPTQ loader reuses this class.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from loaders.hf_folder import (
     chat_template_from_folder, check_folder, end_of_generation_ids, token_table, tokenizer_adds_bos,
     weights_size,
 )
+from loaders.hf_grammar import GrammarCompiler
 from loaders.logits_processors import SequenceSampler
 from loaders.settings import LoadSettings
 from modules.params import GenerationParams
@@ -93,6 +95,7 @@ class TransformersBackend(Backend):
         self._group: DecodeGroup | None = None
         self._can_batch: bool | None = None       # known after the first prefill
         self._breakers: dict[tuple[str, ...], frozenset[int]] = {}
+        self._grammars = GrammarCompiler(tokenizer, self.vocab_size, self._eog)
 
     # ---- tokens ----------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
@@ -114,7 +117,9 @@ class TransformersBackend(Backend):
 
     # ---- decoding --------------------------------------------------------------------
     def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> HFSequence:
-        sampler = SequenceSampler(params, self._eog, self._dry_breakers(params))
+        # A bad grammar raises here: the scheduler fails this request alone.
+        constraint = self._grammars.constraint(params.grammar_string) if params.grammar_string.strip() else None
+        sampler = SequenceSampler(params, self._eog, self._dry_breakers(params), constraint)
         seq = HFSequence(prompt_tokens, params, sampler)
         self._sequences.append(seq)
         return seq
@@ -143,6 +148,7 @@ class TransformersBackend(Backend):
         seq.cache = out.past_key_values
         seq.n_cached += len(seq.pending)
         seq.logits = out.logits[0, -1].float()
+        seq.sampler.next_position()
         seq.pending = []
         if self._can_batch is None:        # plain (not sliding-window) layers can be merged
             self._can_batch = all(type(layer).__name__ == "DynamicLayer" for layer in seq.cache.layers)
@@ -162,6 +168,7 @@ class TransformersBackend(Backend):
         logits = out.logits[:, -1].float()
         for row, seq in enumerate(seqs):
             seq.logits = logits[row]
+            seq.sampler.next_position()
             seq.n_cached += 1
             seq.pending = []
 
@@ -193,9 +200,6 @@ class TransformersBackend(Backend):
 
     def warnings_for(self, params: GenerationParams) -> list[str]:
         messages = []
-        if params.grammar_string.strip():
-            messages.append("Grammars (grammar_string) work only with the llama.cpp loader; "
-                            "this reply is not constrained by it.")
         outside = [t for t in list(params.logit_bias) + params.banned_token_ids()
                    if not 0 <= t < self.vocab_size]
         if outside:
@@ -211,6 +215,7 @@ class TransformersBackend(Backend):
         self.model = None
         self.tokenizer = None
         self._pieces, self._special, self._breakers = [], frozenset(), {}
+        self._grammars = None
         gc.collect()
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -80,7 +80,7 @@ def _required_grammar(turns: ToolTurns, loader: str | None) -> str:
                              "the model may call a tool or not.")
         return ""
     try:
-        return tool_call_grammar(turns.style, turns.toolset.functions())
+        return tool_call_grammar(turns.style, turns.toolset.functions(), loader=loader)
     except Exception as exc:           # a schema the grammar cannot express: say so, go on
         turns.notices.append(f"The tools cannot be made a required call: {exc}; the model may call one or not.")
         return ""

@@ -3,8 +3,8 @@
 - auto: the tools go to the chat template (its `tools` variable, as transformers passes
   them) and calls are read from the reply by the template's convention;
 - none: the template does not see them and nothing is read as a call;
-- required / a named function: as auto, and a grammar makes the reply exactly one call
-  (llama.cpp only), written the way the template teaches.
+- required / a named function: as auto, and a grammar makes the reply exactly one call,
+  written the way the template teaches.
 """
 from __future__ import annotations
 
@@ -39,5 +39,5 @@ def plan_tools(functions: list[dict], choice: str | None, template: str | None, 
                     names=frozenset(f["name"] for f in functions), parse=True, style=style)
     if choice != "auto":
         check_loader(loader, "tool_choice")
-        plan.grammar = tool_call_grammar(style, functions, None if choice == "required" else choice)
+        plan.grammar = tool_call_grammar(style, functions, None if choice == "required" else choice, loader)
     return plan
