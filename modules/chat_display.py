@@ -2,8 +2,10 @@
 collapsible block above its answer.
 
 Gradio's Chatbot draws a message with metadata {"title", "status", "duration"} as such a
-block: open with a spinner while its status is "pending" (the reasoning streams into it),
-closed once it is "done", with the duration after its title. The stored message keeps the
+block, open while its status is "pending" and closed when it is "done" (until the person
+clicks it). The block stays closed while the reasoning streams into it ("Thinking…", status
+"done" so that it does not open by itself; a click opens it and it stays open), and its
+title gets the duration once the reasoning has ended. The stored message keeps the
 whole reply, reasoning and markers included; the duration is kept in its meta
 ("thinking_seconds"). Gradio's own Chatbot(reasoning_tags=...) is not used: it shows no
 duration, knows nothing of replies that start inside the reasoning, and turns one message
@@ -20,18 +22,19 @@ from modules.chat_tool_turns import display_entries
 from modules.reasoning import KNOWN_MARKERS, ReasoningTimer, Split, generation_opens, replace_part, split_reasoning
 
 THINKING = "Thinking"
+THINKING_NOW = "Thinking…"            # the title while the reasoning is being written
 SECONDS_KEY = "thinking_seconds"      # in a stored reply's meta
 
 
 def thinking_block(reasoning: str, *, pending: bool, seconds: float | None = None) -> dict:
-    metadata = {"title": THINKING, "status": "pending" if pending else "done"}
+    metadata = {"title": THINKING_NOW if pending else THINKING, "status": "done"}
     if seconds is not None and not pending:
         metadata["duration"] = seconds
     return {"role": "assistant", "content": reasoning, "metadata": metadata}
 
 
 def is_thinking(shown: dict) -> bool:
-    return (shown.get("metadata") or {}).get("title") == THINKING
+    return (shown.get("metadata") or {}).get("title") in (THINKING, THINKING_NOW)
 
 
 def reply_view(split: Split, mark: str = "", *, writing: bool = False, seconds: float | None = None) -> list[dict]:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from modules.chat_display import (SECONDS_KEY, THINKING, ReplyThinking, chat_entries, edited_content,
+from modules.chat_display import (SECONDS_KEY, THINKING, THINKING_NOW, ReplyThinking, chat_entries, edited_content,
                                   reply_view)
 from modules.chat_prompt import FALLBACK_TEMPLATE, build_chat_prompt
 from modules.chat_service import ChatService, ChatSettings, display_messages
@@ -181,7 +181,7 @@ def test_a_generation_prompt_that_opens_the_reasoning_is_found():
 
 # ---- the chat view ---------------------------------------------------------------------------
 
-def test_a_reply_being_written_shows_a_pending_block_then_a_done_one_with_its_duration():
+def test_a_reply_being_written_shows_a_closed_block_titled_thinking_now_then_one_with_its_duration():
     now = [0.0]
     reply = ReplyThinking(opening="<think>\n", clock=lambda: now[0])
     shown = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": ""}]
@@ -190,7 +190,7 @@ def test_a_reply_being_written_shows_a_pending_block_then_a_done_one_with_its_du
     assert updates[0].text == "<think>\nLet me"
     reply.show(shown, updates[0].text, None)
     assert shown[1:] == [{"role": "assistant", "content": "Let me",
-                          "metadata": {"title": THINKING, "status": "pending"}}]
+                          "metadata": {"title": THINKING_NOW, "status": "done"}}]   # closed while written
     now[0] = 2.0
     reply.show(shown, updates[1].text, None)
     assert shown[1]["metadata"] == {"title": THINKING, "status": "done", "duration": 2.0} and len(shown) == 2

@@ -32,15 +32,20 @@ LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ", re.MULTI
 DURATION = re.compile(r"\(\d+(\.\d)?m?s\)")
 
 # Installed before a send: whether the page showed a Thinking block still being written
-# (Gradio's spinner next to its title) at any moment.
-RECORD_PENDING = """
+# ("Thinking…") and, at those moments, closed: none of the reasoning on screen.
+RECORD_WRITING = """
 () => {
-  window.__pendingThinking = false;
+  window.__writingThinking = false;
+  window.__openWhileWriting = false;
   const view = document.querySelector('#chat-view');
   new MutationObserver(() => {
     for (const group of view.querySelectorAll('.thought-group')) {
-      if (group.innerText.includes('Thinking') && group.querySelector('.loading-spinner'))
-        window.__pendingThinking = true;
+      if (!group.innerText.includes('Thinking…')) continue;
+      window.__writingThinking = true;
+      // what is left once the title, a duration and the arrow are taken out: reasoning text
+      const rest = group.innerText.replace('Thinking…', '').replace(/\\(\\d+(\\.\\d+)?m?s\\)/, '');
+      if (rest.replace(/[\\s▶▼►]/g, '').length > 0)
+        window.__openWhileWriting = group.innerText;
     }
   }).observe(view, {childList: true, subtree: true, characterData: true});
 }
@@ -154,7 +159,7 @@ def test_reasoning_streams_into_a_thinking_block_above_the_answer_and_stays_out_
     type_grammar(page, verbose_server.url, THINK_GRAMMAR)
     use_template(page, TEMPLATE)
     tab(page, "Chat")
-    page.evaluate(RECORD_PENDING)
+    page.evaluate(RECORD_WRITING)
     send(page, FRANCE)
     wait_finished(page)
 
@@ -165,7 +170,8 @@ def test_reasoning_streams_into_a_thinking_block_above_the_answer_and_stays_out_
 
     block = thinking_blocks(page)
     expect(block).to_have_count(1)
-    assert page.evaluate("window.__pendingThinking"), "the block never showed as being written"
+    assert page.evaluate("window.__writingThinking"), "the block never showed as being written"
+    assert not page.evaluate("window.__openWhileWriting"), "the block was open while being written: " + repr(page.evaluate("window.__openWhileWriting"))
     title = block.get_by_role("button", name=re.compile("^Thinking"))
     expect(title).to_contain_text("Thinking")
     expect(title).to_contain_text(DURATION)                  # e.g. "Thinking (2.4s)"
