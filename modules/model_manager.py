@@ -216,6 +216,10 @@ class ModelManager:
         # held the tokenizer and tables, freed only after the trim and so kept resident.
         del old
         self.current_path = self.current_settings = None
+        # CPython's method cache keeps a strong reference to the last 4096 attribute names
+        # looked up; loading looks up thousands of fresh name strings (one per weight), and
+        # each one kept pins a 1 MiB allocator arena (docs/memory.md).
+        sys._clear_type_cache()
         gc.collect()
         _return_freed_memory()
 
