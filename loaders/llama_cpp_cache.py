@@ -125,7 +125,7 @@ class SlotTable:
         reclaimed. At least one prompt token is always read, for fresh logits."""
         free = self.free_slots()
         if not self.reuse:
-            return Plan(free[0], keep=0)
+            return Plan(min(free, key=self.busy_runs), keep=0)
         limit = len(prompt) - 1
         scored = [(min(common_prefix(s.tokens, prompt), limit), s) for s in free]
         fitting = [(n, s) for n, s in scored
@@ -145,8 +145,16 @@ class SlotTable:
         return Plan(chosen, keep=shared, save_first=self._worth_saving(chosen, shared))
 
     def _reclaimable(self, free: list[Slot]) -> Slot:
+        """An empty slot first, else the least recently used; among those, one that keeps the
+        busy slots in the fewest runs of adjacent ids: llama.cpp decodes each run of
+        consecutive sequence ids as a pass of its own over the weights."""
         empty = [s for s in free if not s.tokens]
-        return empty[0] if empty else min(free, key=lambda s: s.last_used)
+        return min(empty or free, key=lambda s: (self.busy_runs(s), s.last_used))
+
+    def busy_runs(self, extra: Slot | None = None) -> int:
+        """Runs of adjacent busy slot ids (with `extra` counted as busy)."""
+        busy = [s.busy or s is extra for s in self.slots]
+        return sum(1 for i, b in enumerate(busy) if b and (i == 0 or not busy[i - 1]))
 
     def _worth_saving(self, slot: Slot, keep: int) -> bool:
         """Saves a slot whose cache is mostly about to go (another chat, not the next turn)."""

@@ -300,41 +300,51 @@ class LlamaCppBackend(Backend):
                       len(tokens), owner, size / 2**20)
 
     def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
+        # Generating sequences give one token each; prompts fill the rest of the batch, in
+        # small chunks while others are generating so their next token is not held up (a
+        # long prompt continues in the next passes).
+        parts: list[tuple[LlamaSequence, list[int], bool]] = [
+            (seq, [token], True) for seq, token in feeds.items()]
+        budget = self._budget.tokens(len(feeds))
+        prompt_tokens = 0
+        read_whole = 0
+        for seq in self._pending:
+            if prompt_tokens >= budget:
+                break
+            chunk = seq.prompt_tokens[seq.n_past:seq.n_past + budget - prompt_tokens]
+            prompt_tokens += len(chunk)
+            whole = seq.n_past + len(chunk) == len(seq.prompt_tokens)
+            parts.append((seq, chunk, whole))
+            read_whole += whole
+        del self._pending[:read_whole]
+        # With a cache per sequence llama.cpp splits a batch into micro-batches of
+        # consecutive, increasing sequence ids (llama_batch_allocr::split_equal), and every
+        # micro-batch is another pass over the weights: in seq_id order, the generating
+        # sequences of adjacent slots share one pass.
+        parts.sort(key=lambda part: part[0].seq_id)
         batch = self._batch
+        tokens, positions, n_seq_ids, seq_ids, logits = (
+            batch.token, batch.pos, batch.n_seq_id, batch.seq_id, batch.logits)
         n = 0
         with_logits: list[LlamaSequence] = []
         in_batch: list[LlamaSequence] = []
-
-        def put(token: int, seq: LlamaSequence, logits: bool) -> None:
-            nonlocal n
-            batch.token[n] = token
-            batch.pos[n] = seq.n_past
-            batch.n_seq_id[n] = 1
-            batch.seq_id[n][0] = seq.seq_id
-            batch.logits[n] = 1 if logits else 0
-            seq.n_past += 1
-            seq.cached.append(token)
-            if logits:
-                seq.logits_index = n
+        for seq, chunk, wants_logits in parts:
+            in_batch.append(seq)
+            seq_id, past = seq.seq_id, seq.n_past
+            for token in chunk:
+                tokens[n] = token
+                positions[n] = past
+                n_seq_ids[n] = 1
+                seq_ids[n][0] = seq_id
+                logits[n] = 0
+                past += 1
+                n += 1
+            seq.n_past = past
+            seq.cached.extend(chunk)
+            if wants_logits:
+                logits[n - 1] = 1
+                seq.logits_index = n - 1
                 with_logits.append(seq)
-            n += 1
-
-        for seq, token in feeds.items():
-            put(token, seq, True)
-            in_batch.append(seq)
-        # Prompts fill the rest of the batch, in small chunks while others are generating
-        # so their next token is not held up; a long prompt continues in the next passes.
-        budget = self._budget.tokens(len(feeds))
-        prompt_tokens = 0
-        while self._pending and prompt_tokens < budget:
-            seq = self._pending[0]
-            remaining = seq.prompt_tokens[seq.n_past:]
-            in_batch.append(seq)
-            for token in remaining[:budget - prompt_tokens]:
-                put(token, seq, seq.n_past == len(seq.prompt_tokens) - 1)
-                prompt_tokens += 1
-            if seq.n_past == len(seq.prompt_tokens):
-                self._pending.pop(0)
         if n == 0:
             return []
         batch.n_tokens = n
