@@ -11,8 +11,8 @@ from modules.front_door import FrontDoor
 from modules.history_store import HistoryStore, StorageFull
 from modules.limits import Limits
 from modules.params import GenerationParams
-from modules.roles import Identity
 from tests.pdf_files import text_pdf
+from tests.chat_helpers import person, run
 
 NOTES = "# Lighthouse\n\nThe keeper is called **Marguerite**.\n"
 PDF_LINE = "The lighthouse was built in 1871 on Cape Sable."
@@ -104,16 +104,6 @@ def test_too_much_text_from_one_file_is_refused(files):
 
 
 # ---- with a message, on the real model -------------------------------------------------------------
-
-def person(name: str) -> Identity:
-    return Identity(owner=name, user=name, address="127.0.0.1", is_admin=False)
-
-
-def run(updates):
-    last = None
-    for last in updates:
-        pass
-    return last
 
 
 SETTINGS = ChatSettings(GenerationParams(do_sample=False, max_new_tokens=12), mode="instruct")

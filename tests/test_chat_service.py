@@ -11,7 +11,7 @@ from modules.params import GenerationParams
 from modules.front_door import FrontDoor
 from modules.limits import Limits
 from modules.request_limits import InputTooLong, LimitExceeded
-from modules.roles import Identity
+from tests.chat_helpers import person, run
 
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=24)
 
@@ -21,17 +21,6 @@ def service(scheduler, tmp_path):
     store = HistoryStore(tmp_path)
     yield ChatService(FrontDoor(scheduler, Limits(max_requests_per_user=2, max_input_chars=2000)), store)
     store.close()
-
-
-def person(name: str) -> Identity:
-    return Identity(owner=name, user=name, address="127.0.0.1", is_admin=False)
-
-
-def run(updates):
-    last = None
-    for last in updates:
-        pass
-    return last
 
 
 def instruct(**changes) -> ChatSettings:

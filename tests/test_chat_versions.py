@@ -14,7 +14,7 @@ from modules.front_door import FrontDoor, ParamsTooLarge
 from modules.history_store import HistoryStore, StorageFull, StorageUsage
 from modules.limits import Limits
 from modules.params import GenerationParams
-from modules.roles import Identity
+from tests.chat_helpers import person, run
 
 GREEDY = GenerationParams(do_sample=False, max_new_tokens=16)
 
@@ -192,17 +192,6 @@ def service(scheduler, tmp_path):
     store = HistoryStore(tmp_path)
     yield ChatService(FrontDoor(scheduler, Limits(max_requests_per_user=2)), store)
     store.close()
-
-
-def person(name: str) -> Identity:
-    return Identity(owner=name, user=name, address="127.0.0.1", is_admin=False)
-
-
-def run(updates):
-    last = None
-    for last in updates:
-        pass
-    return last
 
 
 def instruct(**changes) -> ChatSettings:

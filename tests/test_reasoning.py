@@ -20,7 +20,7 @@ from modules.limits import Limits
 from modules.params import GenerationParams
 from modules.reasoning import (KNOWN_MARKERS, THINK, ReasoningStream, ReasoningTimer, generation_opens,
                                markers_for, prompt_messages, reasoning_field, replace_part, split_reasoning)
-from modules.roles import Identity
+from tests.chat_helpers import person, run
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 QWEN3_STYLE = (FIXTURES / "qwen3_style_template.jinja").read_text(encoding="utf-8")
@@ -240,17 +240,6 @@ def test_stored_replies_show_their_block_and_an_edit_changes_only_its_part(store
 # The small model does not think by itself: the template opens the reasoning and a grammar
 # makes it write a few words, close it and answer.
 THINK_GRAMMAR = 'root ::= [a-zA-Z ,.]{8,40} "</think>" [a-zA-Z ,.]{1,40}'
-
-
-def person(name: str) -> Identity:
-    return Identity(owner=name, user=name, address="127.0.0.1", is_admin=False)
-
-
-def run(updates):
-    last = None
-    for last in updates:
-        pass
-    return last
 
 
 @pytest.fixture
