@@ -7,6 +7,12 @@ its cache in its slot; the next prompt that starts with the same tokens (the nex
 that chat, a Regenerate, a Continue, an edit further down) goes to that slot and reads only
 the tokens after the common prefix, as llama.cpp's own server does with `cache_prompt`.
 
+A prefix is shared across owners too (one character or system prompt for many people): when
+another slot, busy or free, holds a longer start of the prompt, its cache is copied into the
+slot the prompt gets (llama_memory_seq_cp), so the second person reads only their own tokens
+and the first keeps their chat; a host copy of another owner's chat is restored without
+being taken from them. docs/prompt_cache.md says why a copy and not a shared stream.
+
 This module decides; the backend does the native calls. Nothing here touches llama.cpp.
 """
 from __future__ import annotations
@@ -17,6 +23,7 @@ from dataclasses import dataclass, field
 
 MIN_SAVE_TOKENS = 64       # a shorter cache is read again faster than it is worth keeping
 MIN_RESTORE_TOKENS = 32    # restoring a host copy must save at least this much reading
+MIN_COPY_TOKENS = 32       # copying another slot's cache must save at least this much reading
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -35,6 +42,9 @@ class Slot:
     owner: str = ""
     last_used: int = -1
     busy: bool = False
+    # Source or target of a copy llama.cpp makes only at the next decode: until then its
+    # state may be neither saved (it is stale) nor overwritten (the copy would take that).
+    copy_pending: bool = False
 
 
 @dataclass
@@ -52,6 +62,7 @@ class Plan:
     keep: int                        # cached tokens kept; reading starts at this position
     save_first: bool = False         # copy the slot's state to host memory before changing it
     restore: SavedState | None = None    # load this host copy into the slot (then keep `keep`)
+    copy_from: Slot | None = None        # copy this other slot's cache into the slot (then keep `keep`)
 
 
 class HostCache:
@@ -95,6 +106,15 @@ class HostCache:
         self._drop(key)
         return state
 
+    def get(self, key: int) -> SavedState:
+        return self._entries[key]
+
+    def peek(self, key: int) -> SavedState:
+        """Returns a copy and keeps it (as the most recently used): another owner restores
+        the prefix they share with it, and its owner can still restore the whole chat."""
+        self._entries.move_to_end(key)
+        return self._entries[key]
+
     def clear(self) -> None:
         self._entries.clear()
         self.bytes = 0
@@ -118,31 +138,67 @@ class SlotTable:
     def plan(self, prompt: list[int], owner: str) -> Plan:
         """Picks the free slot for a prompt (the caller has checked one is free).
 
-        The free slot sharing the longest prefix with the prompt wins (the same owner's first
-        on a tie), provided that prefix is at least half of what the slot holds or the slot is
-        the same owner's (their own chat, edited further down). Otherwise a host copy with a
-        longer prefix is restored, or the least recently used slot (an empty one first) is
-        reclaimed. At least one prompt token is always read, for fresh logits."""
+        In order, each later way taken only when it keeps more of the prompt: a free slot
+        that holds the start of the prompt and nothing of another chat beyond it (the same
+        owner's first); a copy of a longer start that another slot holds, busy or free, into
+        a reclaimed slot, so that slot's owner keeps their chat (at least MIN_COPY_TOKENS
+        more); failing those, a free slot whose cache is at least half the prompt's start,
+        cut back (another owner's tail is lost: the only free slot is theirs); a host copy
+        (at least MIN_RESTORE_TOKENS more). Otherwise the least recently used slot (an empty
+        one first) is reclaimed. At least one prompt token is always read, for fresh logits."""
         free = self.free_slots()
         if not self.reuse:
             return Plan(min(free, key=self.busy_runs), keep=0)
         limit = len(prompt) - 1
         scored = [(min(common_prefix(s.tokens, prompt), limit), s) for s in free]
-        fitting = [(n, s) for n, s in scored
-                   if n > 0 and (2 * n >= len(s.tokens) or s.owner == owner)]
-        chosen, shared = None, 0
-        if fitting:
-            shared, chosen = max(fitting, key=lambda p: (p[0], p[1].owner == owner, -p[1].last_used))
-        host_key, host_shared = self.host.best(prompt)
-        host_shared = min(host_shared, limit)
-        if host_key is not None and host_shared >= max(shared + MIN_RESTORE_TOKENS, MIN_RESTORE_TOKENS):
-            target = self._reclaimable(free)
-            return Plan(target, keep=host_shared, save_first=self._worth_saving(target, 0),
-                        restore=self.host.take(host_key))
-        if chosen is None:
+        intact = [(n, s) for n, s in scored if n > 0 and (s.owner == owner or n == len(s.tokens))]
+        best = self._best(intact, owner)
+        copy = self._copy_plan(prompt, limit, owner, free)
+        if copy is not None and copy.keep >= (best.keep if best else 0) + MIN_COPY_TOKENS:
+            best = copy
+        if best is None:
+            best = self._best([(n, s) for n, s in scored if n > 0 and 2 * n >= len(s.tokens)], owner)
+        host_key, restore = self._restore_plan(prompt, limit, free)
+        if restore is not None and restore.keep >= (best.keep if best else 0) + MIN_RESTORE_TOKENS:
+            best = restore
+            # The owner's own chat comes back: the slot holds it from now on. Another owner
+            # shares its start: the copy stays for its owner.
+            self.host.take(host_key) if restore.restore.owner == owner else self.host.peek(host_key)
+        if best is None:
             chosen = self._reclaimable(free)
-            shared = min(common_prefix(chosen.tokens, prompt), limit)
-        return Plan(chosen, keep=shared, save_first=self._worth_saving(chosen, shared))
+            best = Plan(chosen, keep=min(common_prefix(chosen.tokens, prompt), limit))
+        if best.restore is None and best.copy_from is None:
+            best.save_first = self._worth_saving(best.slot, best.keep)
+        return best
+
+    @staticmethod
+    def _best(scored: list[tuple[int, Slot]], owner: str) -> Plan | None:
+        """The slot keeping the most tokens (the same owner's, then the least recent, on a tie)."""
+        if not scored:
+            return None
+        shared, slot = max(scored, key=lambda p: (p[0], p[1].owner == owner, -p[1].last_used))
+        return Plan(slot, keep=shared)
+
+    def _copy_plan(self, prompt: list[int], limit: int, owner: str, free: list[Slot]) -> Plan | None:
+        """The longest start of the prompt any slot holds, copied into a reclaimed free slot."""
+        sources = [(min(common_prefix(s.tokens, prompt), limit), s) for s in self.slots]
+        shared, source = max(sources, key=lambda p: (p[0], p[1].owner == owner, p[1].last_used))
+        targets = [s for s in free if s is not source and not s.copy_pending]
+        if shared < MIN_COPY_TOKENS or not targets:
+            return None
+        target = self._reclaimable(targets)
+        return Plan(target, keep=shared, save_first=self._worth_saving(target, 0), copy_from=source)
+
+    def _restore_plan(self, prompt: list[int], limit: int, free: list[Slot]) -> tuple[int | None, Plan | None]:
+        """The host copy sharing the longest start with the prompt, restored into a reclaimed
+        slot: (its key, the plan)."""
+        key, shared = self.host.best(prompt)
+        targets = [s for s in free if not s.copy_pending]
+        if key is None or not targets:
+            return None, None
+        target = self._reclaimable(targets)
+        return key, Plan(target, keep=min(shared, limit), save_first=self._worth_saving(target, 0),
+                         restore=self.host.get(key))
 
     def _reclaimable(self, free: list[Slot]) -> Slot:
         """An empty slot first, else the least recently used; among those, one that keeps the
@@ -159,7 +215,15 @@ class SlotTable:
     def _worth_saving(self, slot: Slot, keep: int) -> bool:
         """Saves a slot whose cache is mostly about to go (another chat, not the next turn)."""
         return (self.host.capacity > 0 and len(slot.tokens) >= MIN_SAVE_TOKENS
-                and 2 * keep < len(slot.tokens))
+                and 2 * keep < len(slot.tokens) and not slot.copy_pending)
+
+    def copy_queued(self, source: Slot, target: Slot) -> None:
+        source.copy_pending = target.copy_pending = True
+
+    def copies_applied(self) -> None:
+        """llama_decode is about to run the queued copies (before its batch)."""
+        for slot in self.slots:
+            slot.copy_pending = False
 
     def occupy(self, slot: Slot, owner: str) -> None:
         slot.busy, slot.owner, slot.last_used = True, owner, next(self._clock)
@@ -178,28 +242,34 @@ class CacheCounters:
     prompt_tokens: int = 0
     tokens_reused: int = 0          # kept in a slot: not read again
     tokens_restored: int = 0        # loaded from a host copy: not read again
+    tokens_copied: int = 0          # copied from another slot (a shared prefix): not read again
     slot_hits: int = 0              # prompts that kept at least one slot token
     restores: int = 0
+    copies: int = 0
     saves: int = 0
 
-    def record(self, prompt_tokens: int, kept: int, restored: bool) -> None:
+    def record(self, prompt_tokens: int, kept: int, restored: bool, copied: bool = False) -> None:
         self.prompts += 1
         self.prompt_tokens += prompt_tokens
         if restored:
             self.restores += 1
             self.tokens_restored += kept
+        elif copied:
+            self.copies += 1
+            self.tokens_copied += kept
         elif kept:
             self.slot_hits += 1
             self.tokens_reused += kept
 
     @property
     def tokens_read(self) -> int:
-        return self.prompt_tokens - self.tokens_reused - self.tokens_restored
+        return self.prompt_tokens - self.tokens_reused - self.tokens_restored - self.tokens_copied
 
     def summary(self) -> str:
         if not self.prompts:
             return "no prompts yet"
-        share = 100.0 * (self.tokens_reused + self.tokens_restored) / max(1, self.prompt_tokens)
+        share = 100.0 * (self.prompt_tokens - self.tokens_read) / max(1, self.prompt_tokens)
         return (f"{self.prompts} prompts, {self.prompt_tokens:,} tokens: {self.tokens_reused:,} kept in "
-                f"slots ({self.slot_hits} hits), {self.tokens_restored:,} restored from host memory "
+                f"slots ({self.slot_hits} hits), {self.tokens_copied:,} copied from other slots "
+                f"({self.copies} copies), {self.tokens_restored:,} restored from host memory "
                 f"({self.restores} restores), {self.tokens_read:,} read ({share:.0f}% not read again)")

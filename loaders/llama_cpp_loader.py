@@ -256,13 +256,15 @@ class LlamaCppBackend(Backend):
         plan = self._slots.plan(prompt_tokens, owner)
         kept = self._prepare_slot(plan)
         self._slots.occupy(plan.slot, owner)
-        self._counters.record(len(prompt_tokens), kept, plan.restore is not None)
+        self._counters.record(len(prompt_tokens), kept, plan.restore is not None, plan.copy_from is not None)
         seq = LlamaSequence(prompt_tokens, params, plan.slot, sampler, kept)
+        plan.slot.tokens = seq.cached      # what the cache holds as it is read: a source for copies
         self._pending.append(seq)
         if self._cache_reuse:
+            how = ("restored from host memory" if plan.restore else
+                   f"copied from slot {plan.copy_from.seq_id}" if plan.copy_from else "kept in the slot")
             log.debug("prompt cache: %d prompt tokens from %r on slot %d: %d %s, %d to read%s",
-                      len(prompt_tokens), owner, plan.slot.seq_id, kept,
-                      "restored from host memory" if plan.restore else "kept in the slot",
+                      len(prompt_tokens), owner, plan.slot.seq_id, kept, how,
                       len(prompt_tokens) - kept, "; the slot's old chat saved" if plan.save_first else "")
         self._update_details()
         return seq
@@ -281,6 +283,12 @@ class LlamaCppBackend(Backend):
                 ll.llama_memory_seq_rm(self._memory, seq_id, -1, -1)
                 return 0
             slot.tokens = plan.restore.tokens
+        if plan.copy_from is not None:
+            # Across per-sequence streams llama.cpp copies a whole stream, at the next decode;
+            # the tail beyond the shared start is dropped below.
+            ll.llama_memory_seq_cp(self._memory, plan.copy_from.seq_id, seq_id, -1, -1)
+            self._slots.copy_queued(plan.copy_from, slot)
+            slot.tokens = list(plan.copy_from.tokens)
         kept = plan.keep
         if kept < len(slot.tokens) and not ll.llama_memory_seq_rm(self._memory, seq_id, kept, -1):
             kept = 0        # this memory cannot drop a tail: start from scratch
@@ -349,6 +357,7 @@ class LlamaCppBackend(Backend):
             return []
         batch.n_tokens = n
         started = time.perf_counter()
+        self._slots.copies_applied()        # llama_decode runs queued cache copies first
         status = ll.llama_decode(self._ctx, batch)
         if status != 0:
             for seq in in_batch:        # what the cache holds for them is unknown now
