@@ -1,6 +1,7 @@
 """Hugging Face folders through transformers (fp32/bf16 on the CPU, fp16/bf16 on a GPU).
 
-Each sequence keeps its own KV cache (a transformers DynamicCache). forward() processes
+Each sequence keeps its own KV cache (a transformers DynamicCache); a finished one's is kept
+for the next prompt that starts the same way (loaders/hf_prefix_cache.py). forward() processes
 new prompts one at a time and decodes the sequences that were fed a token together in
 one batched call (DecodeGroup): with four users that serves 2-4 times the tokens of
 decoding them one by one on the CPU. Sampling is ours (loaders/logits_processors.py),
@@ -22,6 +23,7 @@ from loaders.hf_folder import (
     weights_size,
 )
 from loaders.hf_grammar import GrammarCompiler
+from loaders.hf_prefix_cache import PrefixCachePool
 from loaders.logits_processors import SequenceSampler
 from loaders.settings import LoadSettings
 from modules.params import GenerationParams
@@ -36,6 +38,8 @@ class HFSequence(Sequence):
         self.pending: list[int] = list(prompt_tokens)   # tokens not yet in the cache
         self.cache = None            # own KV cache; None before prefill and while in a group
         self.n_cached = 0            # tokens in the cache
+        self.owner = ""
+        self.prompt_logits: torch.Tensor | None = None   # scores after the whole prompt
         self.logits: torch.Tensor | None = None          # scores for the next token
 
 
@@ -81,7 +85,7 @@ def _left_pad(tensors: list[torch.Tensor], length: int) -> torch.Tensor:
 
 
 class TransformersBackend(Backend):
-    def __init__(self, model, tokenizer, info: ModelInfo):
+    def __init__(self, model, tokenizer, info: ModelInfo, cache_reuse: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
@@ -92,10 +96,17 @@ class TransformersBackend(Backend):
         self._bos_id = tokenizer.bos_token_id
         self._adds_bos = tokenizer_adds_bos(tokenizer)
         self._sequences: list[HFSequence] = []
+        self._ready: list[HFSequence] = []         # scores ready without a pass (a kept prompt)
         self._group: DecodeGroup | None = None
         self._can_batch: bool | None = None       # known after the first prefill
         self._breakers: dict[tuple[str, ...], frozenset[int]] = {}
         self._grammars = GrammarCompiler(tokenizer, self.vocab_size, self._eog)
+        self._prefix = PrefixCachePool(cache_reuse, info.max_sequences)
+        # Present from the start: the Model tab reads details on another thread.
+        info.details["prompt cache"] = (
+            f"on, finished sequences' caches kept (with those running, at most {info.max_sequences})"
+            if cache_reuse else "off (every prompt is read from its first token)")
+        info.details["prompt cache use"] = self._prefix.summary()
 
     # ---- tokens ----------------------------------------------------------------------
     def tokenize(self, text: str, add_bos: bool, special: bool = True) -> list[int]:
@@ -117,17 +128,31 @@ class TransformersBackend(Backend):
 
     # ---- decoding --------------------------------------------------------------------
     def open_sequence(self, prompt_tokens: list[int], params: GenerationParams) -> HFSequence:
+        return self.open_sequence_for("", prompt_tokens, params)
+
+    def open_sequence_for(self, owner: str, prompt_tokens: list[int],
+                          params: GenerationParams) -> HFSequence:
         # A bad grammar raises here: the scheduler fails this request alone.
         constraint = self._grammars.constraint(params.grammar_string) if params.grammar_string.strip() else None
         sampler = SequenceSampler(params, self._eog, self._dry_breakers(params), constraint)
         seq = HFSequence(prompt_tokens, params, sampler)
+        seq.owner = owner
+        cache, kept, logits = self._prefix.take(seq.prompt_tokens, owner, running=len(self._sequences))
+        if kept:           # only the tokens after the common start are read
+            seq.cache, seq.n_cached, seq.n_reused = cache, kept, kept
+            seq.pending = seq.prompt_tokens[kept:]
+        if logits is not None:      # the same prompt as a kept one: nothing to read
+            seq.logits = seq.prompt_logits = logits
+            self._ready.append(seq)
         self._sequences.append(seq)
+        self.info.details["prompt cache use"] = self._prefix.summary()
         return seq
 
     def forward(self, feeds: dict[Sequence, int]) -> list[Sequence]:
         for seq, token in feeds.items():
             seq.pending.append(token)
         busy = [s for s in self._sequences if s.pending]
+        ready, self._ready = [s for s in self._ready if s in self._sequences], []
         decoding = [s for s in busy if s.n_cached and len(s.pending) == 1]
         with torch.inference_mode():
             for seq in busy:
@@ -139,7 +164,7 @@ class TransformersBackend(Backend):
                 self._dissolve_group()
                 for seq in decoding:
                     self._run_alone(seq)
-        return busy
+        return busy + ready
 
     def _run_alone(self, seq: HFSequence) -> None:
         ids = torch.tensor([seq.pending], dtype=torch.long, device=self.device)
@@ -149,6 +174,8 @@ class TransformersBackend(Backend):
         seq.n_cached += len(seq.pending)
         seq.logits = out.logits[0, -1].float()
         seq.sampler.next_position()
+        if not seq.generated:
+            seq.prompt_logits = seq.logits
         seq.pending = []
         if self._can_batch is None:        # plain (not sliding-window) layers can be merged
             self._can_batch = all(type(layer).__name__ == "DynamicLayer" for layer in seq.cache.layers)
@@ -194,9 +221,23 @@ class TransformersBackend(Backend):
 
     def close_sequence(self, seq: HFSequence) -> None:
         if seq in self._sequences:
+            in_group = self._group is not None and seq in self._group.seqs
+            if in_group:
+                self._group.release(seq)
             self._sequences.remove(seq)   # a group it was in is rebuilt on the next step
+            # The cache holds the first n_cached tokens of prompt + reply (the last drawn
+            # token was never fed back).
+            tokens = (seq.prompt_tokens + seq.generated)[:seq.n_cached]
+            self._prefix.keep(tokens, seq.cache, seq.owner, running=len(self._sequences), copy=in_group,
+                              prompt_length=len(seq.prompt_tokens), prompt_logits=seq.prompt_logits)
+            self.info.details["prompt cache use"] = self._prefix.summary()
         seq.cache = None
         seq.logits = None
+
+    @property
+    def cache_counters(self):
+        """Prompt tokens reused and read since the model was loaded (tests, benchmarks)."""
+        return self._prefix.counters
 
     def warnings_for(self, params: GenerationParams) -> list[str]:
         messages = []
@@ -207,8 +248,10 @@ class TransformersBackend(Backend):
         return messages
 
     def unload(self) -> None:
+        self._prefix.enabled = False         # nothing is kept from here on
         for seq in list(self._sequences):
             self.close_sequence(seq)
+        self._prefix.clear()
         self._group = None
         # Everything sized by the model goes now, not when the last reference to this
         # object does: the manager trims the heap right after unload().
@@ -272,7 +315,8 @@ def load_folder(path: str, settings: LoadSettings, progress, loader_name: str,
         raise ModelLoadError(f"Could not load '{Path(path).name}': {exc}") from exc
     model.eval()
     progress(0.9, "Preparing the tokenizer tables")
-    backend = TransformersBackend(model, tokenizer, _model_info(path, model, tokenizer, settings, loader_name, stored))
+    backend = TransformersBackend(model, tokenizer, _model_info(path, model, tokenizer, settings, loader_name, stored),
+                                  cache_reuse=settings.cache_reuse)
     progress(1.0, "Ready")
     return backend
 
