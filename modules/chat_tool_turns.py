@@ -76,8 +76,8 @@ def _required_grammar(turns: ToolTurns, loader: str | None) -> str:
     # The API's grammar for a compulsory call, so both read back the same way.
     from modules.api.structured import GRAMMAR_LOADERS, tool_call_grammar
     if loader not in GRAMMAR_LOADERS:
-        turns.notices.append(f"A required tool call needs the llama.cpp loader (the model uses {loader}); "
-                             "the model may call a tool or not.")
+        turns.notices.append(f"A required tool call needs a loader that enforces grammars here (llama.cpp, "
+                             f"Transformers or GPTQ; the model uses {loader}); the model may call a tool or not.")
         return ""
     try:
         return tool_call_grammar(turns.style, turns.toolset.functions(), loader=loader)
