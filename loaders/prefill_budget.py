@@ -9,17 +9,26 @@ nobody is generating, a prompt gets the whole batch.
 The chunk is sized from measured times so that a pass with a prompt chunk takes about
 STALL_FACTOR times a plain generating pass: a few tokens on a CPU, hundreds on a GPU, where
 prompt tokens are nearly free. A fixed size (--prefill-chunk) replaces the measurement.
+
+What a chunk costs is measured on chunks read beside generating sequences, not on whole
+batches: llama.cpp reads a chunk of two or more tokens in a micro-batch of its own (one more
+pass over the weights), and deep in a long prompt every token attends to all before it, so
+a token costs several times more in a small chunk than in a 512-token batch. Where even two
+tokens would overrun the bound (a CPU, deep in a long prompt), a pass reads one token, which
+rides in the generating sequences' own micro-batch.
 """
 from __future__ import annotations
 
 import statistics
 from collections import deque
 
-STALL_FACTOR = 2.0         # a pass with a prompt chunk may take about this many plain passes
-MIN_CHUNK = 4              # a prompt always moves on (and its cost stays measurable)
-FIRST_GUESS = MIN_CHUNK    # before a prompt token's cost was measured
-RECENT = 15                # estimates are medians of this many recent passes: a load spike
-                           # on a shared machine moves them little
+STALL_FACTOR = 2.5         # a pass with a prompt chunk may take about this many plain passes
+                           # (a gap between two tokens under 3 plain passes, with a margin)
+MIN_CHUNK = 1              # a prompt always moves on
+FIRST_GUESS = MIN_CHUNK    # before a chunk's cost was measured
+RECENT = 15                # plain passes: medians of this many recent ones, so that a load
+                           # spike on a shared machine moves them little
+RECENT_CHUNKS = 7          # chunk costs grow as a long prompt gets deeper: fewer, more recent
 
 
 class PrefillBudget:
@@ -27,7 +36,8 @@ class PrefillBudget:
         self.batch_tokens = batch_tokens
         self.fixed_chunk = fixed_chunk
         self._plain: deque[float] = deque(maxlen=RECENT)       # seconds of a pass without prompt
-        self._per_token: deque[float] = deque(maxlen=RECENT)   # seconds a prompt token adds
+        self._per_token: deque[float] = deque(maxlen=RECENT_CHUNKS)   # seconds a chunk's token adds
+        self._batch_token: deque[float] = deque(maxlen=RECENT)  # the same, in passes of prompts alone
 
     def tokens(self, generating: int) -> int:
         """Prompt tokens allowed in a pass that also feeds `generating` sequences."""
@@ -36,7 +46,7 @@ class PrefillBudget:
             return room
         if self.fixed_chunk > 0:
             return max(1, min(self.fixed_chunk, room))
-        if not self._plain or not self._per_token:
+        if not self._plain or not (self._per_token or self._batch_token):
             return max(1, min(FIRST_GUESS, room))
         chunk = int((STALL_FACTOR - 1.0) * self.plain_pass / self.per_token)
         return max(1, min(max(chunk, MIN_CHUNK), room))
@@ -47,9 +57,16 @@ class PrefillBudget:
             if generating:
                 self._plain.append(seconds)
             return
-        plain = self.plain_pass if generating and self._plain else 0.0
-        if prompt_tokens >= MIN_CHUNK:      # smaller chunks are mostly the pass's fixed cost
-            self._per_token.append(max(seconds - plain, 1e-6) / prompt_tokens)
+        if not generating:
+            self._batch_token.append(max(seconds, 1e-6) / prompt_tokens)
+        elif self._plain:
+            extra = max(seconds - self.plain_pass, 1e-6)
+            if prompt_tokens == 1:
+                # A single token rides in the generating micro-batch; two would add a pass
+                # over the weights (at most about a plain pass): the cost a 2-token chunk
+                # would have per token, so that shallow prompts grow out of single tokens.
+                extra = (2 * extra + self.plain_pass) / 2
+            self._per_token.append(extra / prompt_tokens)
 
     @property
     def plain_pass(self) -> float:
@@ -57,12 +74,14 @@ class PrefillBudget:
 
     @property
     def per_token(self) -> float:
-        return statistics.median(self._per_token)
+        """Seconds a prompt token adds to a generating pass: measured on chunks once there
+        are some, else on whole batches (a first, low guess)."""
+        return statistics.median(self._per_token or self._batch_token)
 
     def describe(self) -> str:
         if self.fixed_chunk > 0:
             return f"{self.fixed_chunk} tokens a pass while others generate (fixed)"
-        if not self._plain or not self._per_token:
+        if not self._plain or not (self._per_token or self._batch_token):
             return "measured while running"
         return (f"{self.tokens(1)} tokens a pass while others generate (a plain pass "
                 f"{self.plain_pass * 1000:.1f} ms, a prompt token {self.per_token * 1000:.2f} ms)")
