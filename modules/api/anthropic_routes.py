@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,7 +22,7 @@ from modules.api.generation import ChatPrompt, EventStream, Generation, closing_
 from modules.api.request_params import anthropic_fields, build_params, check_model
 from modules.api.schemas import CountTokensRequest, MessagesRequest, message_text, parse_body
 from modules.api.structured import output_constraints
-from modules.api.thinking import ReplyReasoning, reply_reasoning, template_variables
+from modules.api.thinking import ReplyReasoning, read_reply_reasoning, template_variables
 from modules.api.tool_plan import ToolPlan, plan_tools
 from modules.events import Finished, TextDelta
 from modules.params import GenerationParams
@@ -119,11 +120,12 @@ async def messages(request: Request) -> Response:
     params = output_constraints(params, response_format(body.output_config), plan, info, body.model_extra or {})
     typed = max((m["content"] for m in history), key=len)
     variables = template_variables(body.model_extra, thinking_switch(body.model_extra))
-    reasoning = await reply_reasoning(template, variables, body.model_extra)
-    generation = await start(ctx.door, who, params, typed=typed,
-                             chat=ChatPrompt(messages_for_template(history), template, plan.template_tools, variables))
+    chat = ChatPrompt(messages_for_template(history), template, plan.template_tools, variables,
+                      read_reasoning=partial(read_reply_reasoning, template, variables, body.model_extra))
+    generation = await start(ctx.door, who, params, typed=typed, chat=chat)
     with closing_on_error(generation):
-        reply = MessageReply(body.model or (info.name if info else ""), plan, generation, params, reasoning)
+        reply = MessageReply(body.model or (info.name if info else ""), plan, generation, params,
+                             generation.reasoning)
         if body.stream:
             events = await opened(generation, request.receive)
             return EventStream(reply.stream(events), generation)
@@ -163,40 +165,39 @@ class MessageReply:
         return self._message(content, self._stop(finished, calls), finished.n_tokens)
 
     async def stream(self, events):
+        """The events of each engine event in one write (message_start with the first text)."""
         calls_stream = ToolCallStream(self.plan.names) if self.plan.parse else None
-        yield sse.event("message_start", {"type": "message_start", "message": self._message([], (None, None), 0)})
-        yield sse.event("ping", {"type": "ping"})
+        out = [sse.event("message_start", {"type": "message_start", "message": self._message([], (None, None), 0)}),
+               sse.event("ping", {"type": "ping"})]
         blocks = TextBlocks()
         thinking = self.reasoning.stream()
         async for event in events:
             if isinstance(event, TextDelta):
                 thought, said = thinking.feed(event.text) if thinking else ("", event.text)
-                for block in blocks.thinking(thought):
-                    yield block
-                text = calls_stream.feed(said) if calls_stream else said
-                for block in blocks.text(text):
-                    yield block
+                out += blocks.thinking(thought)
+                out += blocks.text(calls_stream.feed(said) if calls_stream else said)
+                if out:
+                    yield "".join(out)
+                    out = []
                 continue
             if event.reason == "error":
-                yield sse.event("error", anthropic_body(ApiError(500, event.error or "The generation failed.")))
-                return
+                out.append(sse.event("error", anthropic_body(ApiError(500, event.error or "The generation failed."))))
+                break
             thought, said = thinking.finish() if thinking else ("", "")
-            for block in blocks.thinking(thought):
-                yield block
+            out += blocks.thinking(thought)
             said = calls_stream.feed(said) if calls_stream else said
             rest, calls = calls_stream.finish() if calls_stream else ("", [])
-            for block in blocks.text(said + rest):
-                yield block
-            for block in blocks.close_text():
-                yield block
+            out += blocks.text(said + rest)
+            out += blocks.close_text()
             for call in calls:
-                for block in blocks.tool_use(call):
-                    yield block
+                out += blocks.tool_use(call)
             stop_reason, stop_sequence = self._stop(event, calls)
-            yield sse.event("message_delta", {"type": "message_delta",
-                                              "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
-                                              "usage": {"output_tokens": event.n_tokens}})
-            yield sse.event("message_stop", {"type": "message_stop"})
+            out.append(sse.event("message_delta", {"type": "message_delta",
+                                                   "delta": {"stop_reason": stop_reason, "stop_sequence": stop_sequence},
+                                                   "usage": {"output_tokens": event.n_tokens}}))
+            out.append(sse.event("message_stop", {"type": "message_stop"}))
+        if out:
+            yield "".join(out)
 
 
 class TextBlocks:

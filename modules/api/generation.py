@@ -3,18 +3,26 @@ scheduler, its events read without holding the event loop, and cancelled the mom
 client goes away.
 
 The person's slot is taken before anything is sent (so a refusal is a proper 4xx) and held
-until close(), which every route calls however the response ends. Blocking work (template
-rendering, tokenising under the backend lease) runs in the thread pool; the events of the
-engine request are read by one small thread per request and handed to the event loop, so a
-long queue wait never holds a pool thread.
+until close(), which every route calls however the response ends. The blocking work before
+the first token (reading how the template reasons, rendering it, tokenising under the backend
+lease, submitting) is one trip to the thread pool: on a busy machine each hop waits for a
+core. The events of the engine request are read by one small thread per request and handed
+to the event loop, so a long queue wait never holds a pool thread.
+
+Text is streamed at most every STREAM_INTERVAL: the first delta goes out at once, later ones
+that arrive within the interval go out together. On loopback most of a chunk's cost is the
+socket write and the client's parse of it (in the openai client, a few hundred microseconds of
+CPU each side), taken from the cores the model decodes on.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from queue import Empty
+from typing import AsyncIterator, Callable
 
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
@@ -25,6 +33,11 @@ from modules.front_door import FrontDoor
 from modules.params import GenerationParams
 from modules.roles import Identity
 
+# At most one text chunk a stream every 20 ms (50 a second): finer than a screen shows text,
+# and at this model's 100+ tokens/s it sends about a third of the chunks, each costing a
+# socket write here and a parse in the client on the cores the model needs.
+STREAM_INTERVAL = 0.02
+
 
 @dataclass
 class ChatPrompt:
@@ -32,6 +45,7 @@ class ChatPrompt:
     template: str | None
     tools: list | None = None
     variables: dict | None = None        # further template variables (enable_thinking, ...)
+    read_reasoning: Callable[[], object] | None = None   # blocking: run in the same pool trip
 
 
 @dataclass
@@ -40,6 +54,7 @@ class Generation:
     prompt_tokens: int
     notices: list[str] = field(default_factory=list)
     _stack: ExitStack = field(default_factory=ExitStack)
+    reasoning: object = None             # what ChatPrompt.read_reasoning returned
 
     def cancel(self) -> None:
         self.request.cancel()
@@ -49,32 +64,49 @@ class Generation:
         self.request.cancel()
         self._stack.close()
 
-    async def events(self) -> AsyncIterator[TextDelta | Finished]:
-        """The request's text deltas and its Finished event (queue places are left out)."""
+    async def events(self, interval: float = STREAM_INTERVAL) -> AsyncIterator[TextDelta | Finished]:
+        """The request's text deltas and its Finished event (queue places are left out).
+        A delta comes `interval` after the one before at the earliest, holding all the text
+        that arrived meanwhile; the Finished event comes at once, after any text held."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue = asyncio.Queue()
 
-        def hand_over(event) -> None:
+        def hand_over(event) -> bool:
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
+                return True
             except RuntimeError:          # the loop is gone (shutting down): stop reading
                 self.request.cancel()
+                return False
 
         def pump() -> None:
-            for event in self.request.events():
-                if isinstance(event, (TextDelta, Finished)):
+            # Waits on the request's queue in this thread, so the event loop wakes once a
+            # chunk rather than once a token.
+            text, n_tokens, due, last = "", 0, None, -interval     # due: when the text held goes out
+            while True:
+                wait = None if due is None else max(0.0, due - time.monotonic())
+                try:
+                    event = next(self.request.events(wait), None)
+                except Empty:
+                    event = TextDelta("", n_tokens)                  # the text held is due
+                if event is None:                                    # read to the end already
+                    return
+                if isinstance(event, TextDelta):
+                    text, n_tokens = text + event.text, event.n_tokens
+                    due = last + interval if due is None else due
+                    if time.monotonic() < due:
+                        continue
+                elif not isinstance(event, Finished):
+                    continue                                         # a queue place
+                if text and not hand_over(TextDelta(text, n_tokens)):
+                    return
+                text, due, last = "", None, time.monotonic()
+                if isinstance(event, Finished):
                     hand_over(event)
+                    return
         threading.Thread(target=pump, name=f"api-request-{self.request.id}", daemon=True).start()
         while True:
             event = await queue.get()
-            # Deltas that piled up while the client was being written to go out as one.
-            while isinstance(event, TextDelta) and not queue.empty():
-                following = queue.get_nowait()
-                if not isinstance(following, TextDelta):
-                    yield event
-                    event = following
-                    break
-                event = TextDelta(event.text + following.text, following.n_tokens)
             yield event
             if isinstance(event, Finished):
                 return
@@ -83,24 +115,41 @@ class Generation:
 async def start(door: FrontDoor, who: Identity, params: GenerationParams, *, typed: str,
                 chat: ChatPrompt | None = None, prompt: str | list[int] | None = None,
                 logprobs: int | None = None) -> Generation:
-    """Admits, builds the prompt and submits. Raises ApiError for every refusal."""
+    """Admits, builds the prompt and submits, in one trip to the thread pool (none for a
+    prompt given as token ids). Raises ApiError for every refusal."""
+    if chat is None and isinstance(prompt, list):
+        return open_generation(door, who, params, typed=typed, prompt=prompt, logprobs=logprobs)
+    task = asyncio.ensure_future(run_in_threadpool(
+        lambda: open_generation(door, who, params, typed=typed, chat=chat, prompt=prompt, logprobs=logprobs)))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:        # nobody will close what the pool thread opens: close it then
+        task.add_done_callback(lambda done: done.cancelled() or done.exception() or done.result().close())
+        raise
+
+
+def open_generation(door: FrontDoor, who: Identity, params: GenerationParams, *, typed: str,
+                    chat: ChatPrompt | None = None, prompt: str | list[int] | None = None,
+                    logprobs: int | None = None) -> Generation:
+    """start()'s blocking part."""
     stack = ExitStack()
     try:
         admission = stack.enter_context(door.admit(who, params, text=typed))
+        reasoning = None
         if chat is not None:
+            reasoning = chat.read_reasoning() if chat.read_reasoning else None
             admission.template_variables = dict(chat.variables or {})
-            built = await run_in_threadpool(admission.chat_prompt, chat.messages, chat.template,
-                                            tools=chat.tools)
+            built = admission.chat_prompt(chat.messages, chat.template, tools=chat.tools)
             submitted, n_prompt = built.text, built.n_tokens
         else:
-            tokens = prompt if isinstance(prompt, list) else await run_in_threadpool(admission.tokenize, prompt)
+            tokens = prompt if isinstance(prompt, list) else admission.tokenize(prompt)
             check_fits(door, len(tokens))
             submitted, n_prompt = tokens, len(tokens)
         request = admission.submit(submitted, logprobs=logprobs)
     except BaseException as exc:
         stack.close()
         raise as_api_error(exc) if isinstance(exc, Exception) else exc
-    return Generation(request, n_prompt, list(admission.notices), stack)
+    return Generation(request, n_prompt, list(admission.notices), stack, reasoning)
 
 
 def check_fits(door: FrontDoor, n_tokens: int) -> None:

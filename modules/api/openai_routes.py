@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from functools import partial
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -18,7 +19,7 @@ from modules.api.logprobs import chat_logprobs, completion_logprobs
 from modules.api.request_params import build_params, check_model, openai_fields
 from modules.api.schemas import ChatCompletionRequest, CompletionRequest, message_text, parse_body
 from modules.api.structured import output_constraints
-from modules.api.thinking import ReplyReasoning, reply_reasoning, template_variables
+from modules.api.thinking import ReplyReasoning, read_reply_reasoning, template_variables
 from modules.api.tool_plan import ToolPlan, plan_tools
 from modules.events import Finished, TextDelta
 from modules.tool_calls import ToolCallStream, messages_for_template, parse_tool_calls
@@ -106,11 +107,11 @@ async def chat_completions(request: Request) -> Response:
     logprobs = (body.top_logprobs or 0) if body.logprobs else None
     typed = max((m["content"] for m in messages), key=len)
     variables = template_variables(body.model_extra)
-    reasoning = await reply_reasoning(template, variables, body.model_extra)
-    generation = await start(ctx.door, who, params, typed=typed, logprobs=logprobs,
-                             chat=ChatPrompt(messages_for_template(messages), template, plan.template_tools, variables))
+    chat = ChatPrompt(messages_for_template(messages), template, plan.template_tools, variables,
+                      read_reasoning=partial(read_reply_reasoning, template, variables, body.model_extra))
+    generation = await start(ctx.door, who, params, typed=typed, logprobs=logprobs, chat=chat)
     with closing_on_error(generation):
-        reply = ChatReply(info.name if info else "", plan, generation, logprobs is not None, reasoning)
+        reply = ChatReply(info.name if info else "", plan, generation, logprobs is not None, generation.reasoning)
         if body.stream:
             include_usage = bool((body.stream_options or {}).get("include_usage"))
             events = await opened(generation, request.receive)
@@ -148,38 +149,42 @@ class ChatReply:
         return sse.data(self._envelope("chat.completion.chunk", choices=[choice]))
 
     async def stream(self, events, include_usage: bool):
+        """The chunks of each event in one write (the role chunk with the first text)."""
         calls_stream = ToolCallStream(self.plan.names) if self.plan.parse else None
         thinking = self.reasoning.stream()
         taken = 0
-        yield self._chunk({"role": "assistant", "content": ""})
+        out = [self._chunk({"role": "assistant", "content": ""})]
         async for event in events:
             if isinstance(event, TextDelta):
                 thought, said = thinking.feed(event.text) if thinking else ("", event.text)
                 if thought:
-                    yield self._chunk({"reasoning_content": thought})
+                    out.append(self._chunk({"reasoning_content": thought}))
                 text = calls_stream.feed(said) if calls_stream else said
                 entries = self.generation.request.token_logprobs[taken:] if self.logprobs else []
                 taken += len(entries)
                 if text or entries:
-                    yield self._chunk({"content": text}, logprobs=chat_logprobs(entries) if entries else None)
+                    out.append(self._chunk({"content": text}, logprobs=chat_logprobs(entries) if entries else None))
+                if out:
+                    yield "".join(out)
+                    out = []
                 continue
             if event.reason == "error":
-                yield sse.data(openai_body(ApiError(500, event.error or "The generation failed.")))
+                out.append(sse.data(openai_body(ApiError(500, event.error or "The generation failed."))))
                 break
             thought, said = thinking.finish() if thinking else ("", "")
             if thought:
-                yield self._chunk({"reasoning_content": thought})
+                out.append(self._chunk({"reasoning_content": thought}))
             said = calls_stream.feed(said) if calls_stream else said
             rest, calls = calls_stream.finish() if calls_stream else ("", [])
             if said + rest:
-                yield self._chunk({"content": said + rest})
+                out.append(self._chunk({"content": said + rest}))
             for index, call in enumerate(calls):
-                yield self._chunk({"tool_calls": [dict(_openai_call(call), index=index)]})
-            yield self._chunk({}, finish_reason(event, calls))
+                out.append(self._chunk({"tool_calls": [dict(_openai_call(call), index=index)]}))
+            out.append(self._chunk({}, finish_reason(event, calls)))
             if include_usage:
-                yield sse.data(self._envelope("chat.completion.chunk", choices=[],
-                                              usage=usage(self.generation.prompt_tokens, event)))
-        yield sse.DONE
+                out.append(sse.data(self._envelope("chat.completion.chunk", choices=[],
+                                                   usage=usage(self.generation.prompt_tokens, event))))
+        yield "".join(out) + sse.DONE
 
 
 def _openai_call(call) -> dict:
@@ -226,23 +231,26 @@ class CompletionReply:
         return self._envelope([choice], usage=usage(self.generation.prompt_tokens, finished))
 
     async def stream(self, events, include_usage: bool):
+        """The chunks of each event in one write (the echo with the first text)."""
         taken, offset = 0, len(self.echo)
-        if self.echo:
-            yield sse.data(self._envelope([{"index": 0, "text": self.echo, "finish_reason": None, "logprobs": None}]))
+        out = [sse.data(self._envelope([{"index": 0, "text": self.echo, "finish_reason": None, "logprobs": None}]))
+               ] if self.echo else []
         async for event in events:
             if isinstance(event, TextDelta):
                 entries = self.generation.request.token_logprobs[taken:] if self.logprobs else []
                 taken += len(entries)
                 logprobs = completion_logprobs(entries, offset) if self.logprobs else None
                 offset += len(event.text)
-                yield sse.data(self._envelope([{"index": 0, "text": event.text, "finish_reason": None,
-                                                "logprobs": logprobs}]))
+                out.append(sse.data(self._envelope([{"index": 0, "text": event.text, "finish_reason": None,
+                                                     "logprobs": logprobs}])))
+                yield "".join(out)
+                out = []
                 continue
             if event.reason == "error":
-                yield sse.data(openai_body(ApiError(500, event.error or "The generation failed.")))
+                out.append(sse.data(openai_body(ApiError(500, event.error or "The generation failed."))))
                 break
-            yield sse.data(self._envelope([{"index": 0, "text": "", "finish_reason": finish_reason(event, []),
-                                            "logprobs": None}]))
+            out.append(sse.data(self._envelope([{"index": 0, "text": "", "finish_reason": finish_reason(event, []),
+                                                 "logprobs": None}])))
             if include_usage:
-                yield sse.data(self._envelope([], usage=usage(self.generation.prompt_tokens, event)))
-        yield sse.DONE
+                out.append(sse.data(self._envelope([], usage=usage(self.generation.prompt_tokens, event))))
+        yield "".join(out) + sse.DONE

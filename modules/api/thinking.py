@@ -49,12 +49,16 @@ def template_variables(extra: dict | None, enable_thinking: bool | None = None) 
     return variables
 
 
-async def reply_reasoning(template: str | None, variables: dict, extra: dict | None) -> ReplyReasoning:
+def read_reply_reasoning(template: str | None, variables: dict, extra: dict | None) -> ReplyReasoning:
     """How the reply to this prompt is read: the template's markers, and whether its
-    generation prompt leaves the model inside the reasoning (one cached render pair)."""
+    generation prompt leaves the model inside the reasoning (one cached render pair, so
+    the first call for a template renders in a worker: call it off the event loop)."""
     if (extra or {}).get("reasoning_format") == "none":
         return ReplyReasoning(parse=False)
     source = template or FALLBACK_TEMPLATE
     pairs = tuple(sorted((k, v) for k, v in variables.items() if isinstance(k, str) and isinstance(v, SCALARS)))
-    opening = await run_in_threadpool(generation_opens, source, pairs)
-    return ReplyReasoning(markers_for(source), bool(opening))
+    return ReplyReasoning(markers_for(source), bool(generation_opens(source, pairs)))
+
+
+async def reply_reasoning(template: str | None, variables: dict, extra: dict | None) -> ReplyReasoning:
+    return await run_in_threadpool(read_reply_reasoning, template, variables, extra)
