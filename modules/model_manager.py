@@ -10,6 +10,7 @@ import ctypes
 import gc
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -216,10 +217,12 @@ class ModelManager:
         # held the tokenizer and tables, freed only after the trim and so kept resident.
         del old
         self.current_path = self.current_settings = None
-        # CPython's method cache keeps a strong reference to the last 4096 attribute names
-        # looked up; loading looks up thousands of fresh name strings (one per weight), and
-        # each one kept pins a 1 MiB allocator arena (docs/memory.md).
+        # CPython's method cache keeps the last 4096 attribute names looked up, and re's cache
+        # the last 512 patterns compiled; loading a Hugging Face model fills both with
+        # fresh strings and patterns (one or more per weight), and each one kept pins a
+        # 1 MiB allocator arena (docs/memory.md).
         sys._clear_type_cache()
+        re.purge()
         gc.collect()
         _return_freed_memory()
 
