@@ -137,8 +137,9 @@ class LlamaCppBackend(Backend):
         params.n_threads_batch = settings.resolved_threads_batch()
         params.no_perf = True
         params.type_k = params.type_v = CACHE_TYPES[settings.cache_type]
-        if settings.cache_type != "fp16":     # llama.cpp refuses a quantised V cache without it
-            params.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED
+        # --flash-attn; llama.cpp refuses a quantised V cache without it, so q8_0 and q4_0 force it
+        flash = settings.flash_attn or settings.cache_type != "fp16"
+        params.flash_attn_type = ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED
         self._cache_reuse = self._reuse_supported(settings)
         if self._cache_reuse and ll.llama_model_n_swa(self._model) > 0:
             params.swa_full = True            # a sliding window forgets the prefix to reuse
@@ -180,6 +181,7 @@ class LlamaCppBackend(Backend):
                 "sequences decoded together": self._parallel,
                 "context in total": ll.llama_n_ctx(self._ctx),
                 "KV cache type": settings.cache_type,
+                "flash attention": "on" if settings.flash_attn or settings.cache_type != "fp16" else "off",
                 "GPU layers": settings.gpu_layers,
                 "GPU offload supported": bool(ll.llama_supports_gpu_offload()),
                 "threads": settings.resolved_threads(),

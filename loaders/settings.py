@@ -26,6 +26,7 @@ class LoadSettings:
     threads_batch: int = 0
     batch_size: int = 512
     cache_type: str = "fp16"           # K and V cache: fp16, q8_0, q4_0 (quantised ones turn on flash attention)
+    flash_attn: bool = False           # flash attention (q8_0 and q4_0 caches turn it on anyway)
     no_mmap: bool = False
     mlock: bool = False
     parallel: int = 4                  # sequences decoded together (users served at once)

@@ -86,6 +86,9 @@ LOAD_FIELDS: tuple[LoadField, ...] = (
     _f("cache_type", "--cache-type", "fp16", LLAMA, "Number format of the K and V cache: q8_0 about halves "
        "its memory and q4_0 quarters it, for a little accuracy. A quantised V cache needs flash "
        "attention, so q8_0 and q4_0 turn it on.", choices=("fp16", "q8_0", "q4_0")),
+    _f("flash_attn", "--flash-attn", False, LLAMA, "Use flash attention. Off by default: on the CPU it "
+       "made a chat's next turn slower after a long history (docs/prompt_cache.md). A q8_0 or q4_0 "
+       "--cache-type turns it on whatever this says (llama.cpp needs it for a quantised V cache)."),
     _f("no_mmap", "--no-mmap", False, LLAMA, "Read the whole model into memory instead of mapping it."),
     _f("mlock", "--mlock", False, LLAMA, "Lock the model in RAM so the system never swaps it out."),
     _f("cache_reuse", "--no-cache-reuse", True, LLAMA, "Read every prompt from its first token instead "
@@ -177,7 +180,7 @@ _HF_SHARED = _SHARED + ("cpu", "cpu_memory", "gpu_split", "trust_remote_code")
 
 LOADER_SPECS: tuple[LoaderSpec, ...] = (
     LoaderSpec("llama.cpp", "GGUF",
-               _SHARED + ("gpu_layers", "threads_batch", "batch_size", "cache_type", "no_mmap", "mlock",
+               _SHARED + ("gpu_layers", "threads_batch", "batch_size", "cache_type", "flash_attn", "no_mmap", "mlock",
                           "cache_reuse", "cache_ram", "prefill_chunk"),
                "loaders.llama_cpp_loader:load", _gguf_claims, _gguf_refuses),
     LoaderSpec("Transformers", "Hugging Face folder",
