@@ -36,6 +36,7 @@ class ModelShape:
     n_ctx_train: int
     n_vocab: int
     n_ff: int
+    n_head: int                 # query heads (of the first layer)
     kv_per_token: int           # K and V elements per token, summed over the layers
     recurrent: bool             # a state per sequence instead of (or beside) a KV cache
 
@@ -94,6 +95,7 @@ def read_shape(path: str | Path) -> ModelShape:
         name=path.name, weights_bytes=_files_size(path), n_layer=n_layer,
         n_ctx_train=int(get("context_length")), n_vocab=int(vocab),
         n_ff=max(_per_layer(get("feed_forward_length"), n_layer) or [0]),
+        n_head=n_head[0] if n_head else 0,
         kv_per_token=sum(h * (k_dim + v_dim) for h in n_head_kv),
         recurrent=any(k.startswith((f"{arch}.ssm.", f"{arch}.wkv.")) for k in meta))
 
@@ -111,32 +113,41 @@ def kv_cache_bytes(shape: ModelShape, cells: int, cache_type: str = DEFAULT_CACH
     return int(cells * shape.kv_per_token * bytes_per_element(cache_type))
 
 
-def compute_bytes(shape: ModelShape, n_ubatch: int, sequences: int) -> int:
-    """Rough: llama.cpp reserves the graph of a full micro-batch, whose largest tensors are
-    the logits (n_vocab floats per token) and the feed-forward activations, plus one row
-    of logits per sequence for the output. With flash attention (llama.cpp's default where
-    the backend has it) the attention scores are never materialised; without it add
-    n_ubatch x n_ctx x n_head x 4 bytes. Measured within a few per cent on the default model."""
-    return 4 * (n_ubatch * (shape.n_vocab + shape.n_ff) + sequences * shape.n_vocab)
+def compute_bytes(shape: ModelShape, n_ubatch: int, sequences: int, cells_per_sequence: int,
+                  flash_attn: bool) -> int:
+    """Rough: llama.cpp reserves the graph of a full micro-batch and reuses its memory, so
+    the buffer is the larger of its two big moments: the logits (n_vocab floats per token,
+    with the feed-forward activations) and, without flash attention, the attention scores
+    (n_head + 1 floats per token and cell of the sequence's cache), plus the f16 attention
+    mask; and one row of logits per sequence for the output. Within a few per cent of
+    llama.cpp's report for the default model (tests/test_kv_memory.py)."""
+    logits = n_ubatch * (shape.n_vocab + shape.n_ff) * 4
+    if flash_attn:
+        attention = 0
+    else:
+        attention = n_ubatch * cells_per_sequence * ((shape.n_head + 1) * 4 + 2)
+    return max(logits, attention) + 4 * sequences * shape.n_vocab
 
 
-def estimate(shape: ModelShape, ctx_size: int, parallel: int,
-             cache_type: str | None = None, batch_size: int = 512) -> MemoryEstimate:
+def estimate(shape: ModelShape, ctx_size: int, parallel: int, cache_type: str | None = None,
+             batch_size: int = 512, flash_attn: bool = False) -> MemoryEstimate:
     """parallel sequences each get ctx_size tokens of cache (one context of
-    ctx_size x parallel cells, not shared), as loaders/llama_cpp_loader.py creates it."""
+    ctx_size x parallel cells, not shared), as loaders/llama_cpp_loader.py creates it;
+    a quantised cache turns flash attention on there, as llama.cpp needs."""
     cache_type = cache_type or DEFAULT_CACHE_TYPE
     sequences = max(1, int(parallel or 1))
     per_sequence = context_per_sequence(shape, int(ctx_size or 0))
     n_ubatch = max(int(batch_size or 512), sequences)
+    flash = bool(flash_attn) or CACHE_TYPES.get(cache_type.lower()) != "F16"
     return MemoryEstimate(
         weights=shape.weights_bytes,
         kv_cache=kv_cache_bytes(shape, per_sequence * sequences, cache_type),
-        compute=compute_bytes(shape, n_ubatch, sequences),
+        compute=compute_bytes(shape, n_ubatch, sequences, per_sequence, flash),
         ctx_per_sequence=per_sequence, sequences=sequences, cache_type=cache_type)
 
 
 def curve(shape: ModelShape, parallel: int, cache_type: str | None = None,
-          batch_size: int = 512) -> list[tuple[int, MemoryEstimate]]:
+          batch_size: int = 512, flash_attn: bool = False) -> list[tuple[int, MemoryEstimate]]:
     """The estimate from 512 tokens per sequence to the model's trained context, doubling."""
     top = max(shape.n_ctx_train, 512)
     sizes, n = [], 512
@@ -144,7 +155,7 @@ def curve(shape: ModelShape, parallel: int, cache_type: str | None = None,
         sizes.append(n)
         n *= 2
     sizes.append(top)
-    return [(n, estimate(shape, n, parallel, cache_type, batch_size)) for n in sizes]
+    return [(n, estimate(shape, n, parallel, cache_type, batch_size, flash_attn)) for n in sizes]
 
 
 def _per_layer(value, n_layer: int) -> list[int]:

@@ -28,21 +28,21 @@ class MemoryEstimate:
         self.cache_ram_mib = cache_ram_mib
         self.line = gr.Markdown(elem_id="memory-estimate")
         self.plot = gr.LinePlot(_frame([]), x=X, y=Y, color=PART, height=220, x_title=X,
-                                y_title="MiB", color_title="", label="Memory against context length",
+                                y_title="MiB", label="Memory against context length",
                                 elem_id="memory-estimate-plot", tooltip="all")
 
-    def wire(self, model_choice, ctx_size, parallel, cache_type=None, batch_size=None) -> None:
-        """Updates on any change of the inputs and on page load; cache_type and batch_size
-        are optional (the estimate then assumes f16 and 512)."""
-        inputs = [model_choice, ctx_size, parallel]
-        inputs += [c for c in (cache_type, batch_size) if c is not None]
-        has_type, has_batch = cache_type is not None, batch_size is not None
+    def wire(self, model_choice, ctx_size, parallel, cache_type=None, batch_size=None,
+             flash_attn=None) -> None:
+        """Updates on any change of the inputs and on page load. The last three are
+        optional: without them the estimate assumes fp16, 512 and no flash attention,
+        the loader's defaults."""
+        optional = {"cache_type": cache_type, "batch_size": batch_size, "flash_attn": flash_attn}
+        given = [name for name, component in optional.items() if component is not None]
+        inputs = [model_choice, ctx_size, parallel] + [optional[name] for name in given]
 
-        def update(name, ctx, sequences, *rest):
-            rest = list(rest)
-            kind = rest.pop(0) if has_type else None
-            batch = rest.pop(0) if has_batch else None
-            return describe(self.model_dir, name, ctx, sequences, kind, batch, self.cache_ram_mib)
+        def update(name, ctx, sequences, *values):
+            return describe(self.model_dir, name, ctx, sequences, cache_ram_mib=self.cache_ram_mib,
+                            **dict(zip(given, values)))
 
         outputs = [self.line, self.plot]
         gr.on([c.change for c in inputs], update, inputs, outputs, **_QUIET)
@@ -54,7 +54,7 @@ def create_ui(model_dir, cache_ram_mib: int = 0) -> MemoryEstimate:
 
 
 def describe(model_dir, name, ctx_size, parallel, cache_type=None, batch_size=None,
-             cache_ram_mib: int = 0) -> tuple[str, pd.DataFrame]:
+             cache_ram_mib: int = 0, flash_attn=False) -> tuple[str, pd.DataFrame]:
     """The line and the plot's data for the form's values (an empty plot when there is
     nothing to estimate)."""
     if not name:
@@ -66,8 +66,8 @@ def describe(model_dir, name, ctx_size, parallel, cache_type=None, batch_size=No
         if not (path.is_file() and path.suffix.lower() == ".gguf"):
             return "Memory estimate: for GGUF models (llama.cpp) only.", _frame([])
         shape = kv_memory.read_shape(path)
-        chosen = kv_memory.estimate(shape, ctx, sequences, cache_type, batch)
-        points = kv_memory.curve(shape, sequences, cache_type, batch)
+        chosen = kv_memory.estimate(shape, ctx, sequences, cache_type, batch, bool(flash_attn))
+        points = kv_memory.curve(shape, sequences, cache_type, batch, bool(flash_attn))
     except (OSError, GgufReadError, ValueError) as exc:
         return f"Memory estimate unavailable: {exc}", _frame([])
     notes = []

@@ -21,9 +21,10 @@ from loaders.specs import LOADER_NAMES, SPECS_BY_NAME
 from modules import hub_download
 from modules.model_settings_store import ModelSettingsStore
 from modules.roles import NotAdmin, require_admin
+from modules.ui import memory_estimate
 from modules.ui import model_view as view
 from modules.ui import notify
-from modules.ui.model_form import form_view, remember, settings_for, settings_form, settings_from_form, visibility
+from modules.ui.model_form import FIELDS, form_view, remember, settings_for, settings_form, settings_from_form, visibility
 
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 _MODEL_ACTION = dict(concurrency_limit=1, concurrency_id="model-load", api_visibility="undocumented")
@@ -50,6 +51,7 @@ def create_ui(ctx) -> SimpleNamespace:
     ui.settings_note = gr.Markdown(elem_id="model-settings-note")
     form = settings_form(ctx)
     ui.fields, ui.boxes = form.fields, form.boxes
+    ui.memory = memory_estimate.create_ui(ctx.models.model_dir, getattr(ctx.default_load_settings, "cache_ram", 0))
     with gr.Row():
         ui.load = gr.Button("Load", variant="primary", elem_id="model-load")
         ui.unload = gr.Button("Unload", elem_id="model-unload")
@@ -72,6 +74,9 @@ def create_ui(ctx) -> SimpleNamespace:
 
 def create_event_handlers(ctx, ui: SimpleNamespace, store: ModelSettingsStore) -> None:
     _choosing_and_page_load(ctx, ui, store)
+    fields = dict(zip(FIELDS, ui.fields))
+    ui.memory.wire(ui.model, fields["ctx_size"], fields["parallel"], fields.get("cache_type"),
+                   fields.get("batch_size"), fields.get("flash_attn"))
     _load_unload_reload(ctx, ui, store)
     _download(ctx, ui)
 
