@@ -10,6 +10,7 @@ import io
 import json
 import os
 import shutil
+import sqlite3
 import tempfile
 import uuid
 from pathlib import Path
@@ -60,15 +61,28 @@ def download(page: Page, offered: str, suffix: str, tmp_path: Path) -> Path:
     return target
 
 
+def newest_reply_after(server, text: str) -> str:
+    """The stored reply in the chat most recently sent `text` (the server is shared by the
+    session's browser tests: earlier tests, as other people, sent the same message)."""
+    path = server.workdir / "data" / "chats" / "history.sqlite3"
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        (chat_id,) = db.execute("SELECT chat_id FROM messages WHERE content LIKE ? ORDER BY id DESC LIMIT 1",
+                                (f"%{text}%",)).fetchone()
+        (reply,) = db.execute("SELECT content FROM messages WHERE chat_id = ? AND role = 'assistant' "
+                              "ORDER BY id DESC LIMIT 1", (chat_id,)).fetchone()
+        return reply
+    finally:
+        db.close()
+
+
 # ---- the chat on screen, out -----------------------------------------------------------------
 
 def test_the_chat_on_screen_downloads_as_markdown_and_as_tgw_json(page, server, server_url, tmp_path):
     open_app(page, server_url)
     send(page, FRANCE)
     wait_finished(page)
-    reply = [content for role, content in next(iter(
-        [m for m in stored_chats(server, FRANCE).values() if any(FRANCE in c for _, c in m)]))
-        if role == "assistant"][-1]
+    reply = newest_reply_after(server, FRANCE)
 
     open_exchange(page)
     page.locator("#chat-export-markdown").click()
