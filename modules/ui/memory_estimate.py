@@ -18,6 +18,7 @@ from modules import kv_memory, model_files
 
 _QUIET = dict(show_progress="hidden", api_visibility="undocumented")
 X, Y, PART = "tokens per sequence", "MiB", "part"
+COLORS = {"total": "#3b6ea5", "KV cache": "#f08c00"}
 
 
 class MemoryEstimate:
@@ -27,8 +28,10 @@ class MemoryEstimate:
         self.model_dir = Path(model_dir)
         self.cache_ram_mib = cache_ram_mib
         self.line = gr.Markdown(elem_id="memory-estimate")
-        self.plot = gr.LinePlot(_frame([]), x=X, y=Y, color=PART, height=220, x_title=X,
-                                y_title="MiB", label="Memory against context length",
+        # Gradio clips the colour legend under the plot, so the label names the colours.
+        self.plot = gr.LinePlot(_frame([]), x=X, y=Y, color=PART, height=300, x_title=X,
+                                y_title="MiB", color_title="", color_map=COLORS,
+                                label="Memory against context length: total (blue) and KV cache (orange)",
                                 elem_id="memory-estimate-plot", tooltip="all")
 
     def wire(self, model_choice, ctx_size, parallel, cache_type=None, batch_size=None,
