@@ -273,9 +273,10 @@ def path_client(url: str, tokens: int) -> None:
     print(time.process_time() - started, chunks)
 
 
-def spread(values: list[float], unit: str = "", digits: int = 1) -> str:
-    return (f"{statistics.median(values):.{digits}f}{unit} "
-            f"(range {min(values):.{digits}f}-{max(values):.{digits}f})")
+def spread(values: list[float], unit: str = "", digits: int = 1, signed: bool = False) -> str:
+    form = f"{'+' if signed else ''}.{digits}f"
+    return (f"{statistics.median(values):{form}}{unit} "
+            f"(range {min(values):{form}} to {max(values):{form}})")
 
 
 def report(tokens: int, done: list[Round], load_before: str, load_after: str, path: dict,
@@ -300,7 +301,7 @@ def report(tokens: int, done: list[Round], load_before: str, load_after: str, pa
         f"{spread([r.local.tokens_per_second for r in done])} |",
         f"| streamed to the openai client over /v1 | {spread([r.api.ttft * 1000 for r in done], ' ms')} | "
         f"{spread([r.api.tokens_per_second for r in done])} |",
-        f"| API - in-process, per round | +{spread(added, ' ms')} | |",
+        f"| API - in-process, per round | {spread(added, ' ms', signed=True)} | |",
         f"| API / in-process, per round | | {tps.describe()} |", "",
         f"Content chunks per API stream: {spread([float(c) for c in chunks])} for {tokens} tokens.", "",
         f"## {CLIENTS} concurrent clients against 1", "",
