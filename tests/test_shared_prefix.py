@@ -38,7 +38,10 @@ def uncached():
 
 @pytest.fixture
 def cached():
-    backend = _load(cache_reuse=True, cache_ram=256)
+    # A fixed prompt chunk: chunks sized from measured pass times would batch a prompt read
+    # beside a generating reply differently from run to run, and llama.cpp's logits depend
+    # on the batching (docs/prompt_cache.md, "Identical replies").
+    backend = _load(cache_reuse=True, cache_ram=256, prefill_chunk=512)
     yield backend
     backend.unload()
 
