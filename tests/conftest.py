@@ -18,7 +18,9 @@ def llama_backend():
     from loaders.settings import LoadSettings
     if not DEFAULT_GGUF.exists():
         pytest.fail(f"{DEFAULT_GGUF} is missing: run ./run_tests.sh, which installs it.")
-    backend = load(str(DEFAULT_GGUF), LoadSettings(ctx_size=2048, parallel=4), lambda f, m: None)
+    # Flash attention on: llama.cpp's results then do not depend on how a pass batches the
+    # sequences, which the tests comparing a reply alone and inside a batch rely on.
+    backend = load(str(DEFAULT_GGUF), LoadSettings(ctx_size=2048, parallel=4, flash_attn=True), lambda f, m: None)
     yield backend
     backend.unload()
 
