@@ -149,3 +149,19 @@ def new_context(browser):
 @pytest.fixture
 def page(new_context):
     return new_context().new_page()
+
+
+@pytest.fixture
+def new_visitor(browser):
+    """new_visitor(**context options) -> a page of a new browser context (a new visitor),
+    closed after the test: a locale, a viewport..."""
+    contexts = []
+
+    def make(**options):
+        context = browser.new_context(**options)
+        context.set_default_timeout(30_000)
+        contexts.append(context)
+        return context.new_page()
+    yield make
+    for context in contexts:
+        context.close()

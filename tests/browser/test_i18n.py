@@ -14,18 +14,9 @@ ENGLISH_TABS = ["Chat", "Default", "Notebook", "Parameters", "Model", "Instructi
 
 
 @pytest.fixture
-def browser_in(browser):
+def browser_in(new_visitor):
     """Pages of browsers set to a language (each a new visitor)."""
-    contexts = []
-
-    def make(locale: str) -> Page:
-        context = browser.new_context(locale=locale, viewport={"width": 1400, "height": 1000})
-        context.set_default_timeout(30_000)
-        contexts.append(context)
-        return context.new_page()
-    yield make
-    for context in contexts:
-        context.close()
+    return lambda locale: new_visitor(locale=locale, viewport={"width": 1400, "height": 1000})
 
 
 def top_tabs(page: Page) -> list[str]:

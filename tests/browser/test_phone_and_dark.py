@@ -24,18 +24,9 @@ THEME_KEY = "llm-workbench-theme"
 
 
 @pytest.fixture
-def sized(browser):
+def sized(new_visitor):
     """Pages of new visitors with a given viewport."""
-    contexts = []
-
-    def make(viewport: dict) -> Page:
-        context = browser.new_context(viewport=viewport)
-        context.set_default_timeout(30_000)
-        contexts.append(context)
-        return context.new_page()
-    yield make
-    for context in contexts:
-        context.close()
+    return lambda viewport: new_visitor(viewport=viewport)
 
 
 def shot(page: Page, name: str) -> None:
