@@ -257,18 +257,24 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
     ui.defaults.click(restore_defaults, [key],
                       [ctx.params_state, *fields, ui.in_use, ui.preset_choice, ui.status], **_QUIET)
 
+    # Save reads the fields themselves, not the state: a value typed just before the click
+    # is saved even while its own edit event is still on its way.
+    def on_screen(values) -> GenerationParams:
+        return GenerationParams.from_dict(dict(zip(PARAM_NAMES, values)))
+
     def saved(name, who, values):       # the saved preset is now the one in use
-        in_use = {"name": name, "params": values[0]}
-        remember(who, values[0], in_use)
-        return [in_use]
+        params = on_screen(values).to_dict()
+        in_use = {"name": name, "params": params}
+        remember(who, params, in_use)
+        return [in_use, params]
 
     def deleted(name, who, values):     # the deleted one was in use (choosing applies)
-        remember(who, values[0], None)
-        return [None]
+        remember(who, on_screen(values).to_dict(), None)
+        return [None, gr.skip()]
 
     file_choices.wire_save_and_delete(ctx, FileForm(
         store=store, noun="preset", dropdown=ui.preset_choice, name_box=ui.preset_name,
-        contents=[ctx.params_state], shared=ui.shared, status=ui.status, buttons=ui.buttons,
+        contents=fields, shared=ui.shared, status=ui.status, buttons=ui.buttons,
         write=lambda name, values, who, scope: presets.save_preset(
-            name, GenerationParams.from_dict(values[0]), store, who, scope),
-        extra_outputs=[ui.in_use], after_save=saved, after_delete=deleted))
+            name, on_screen(values), store, who, scope),
+        extra_outputs=[ui.in_use, ctx.params_state], after_save=saved, after_delete=deleted))
