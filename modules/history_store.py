@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import secrets
 import sqlite3
 import threading
@@ -45,6 +44,7 @@ from typing import Iterator
 
 from modules import chat_tree, history_schema
 from modules.attachments import Attachment
+from modules.history_search import chat_search_conditions
 from modules.limits import Limits
 from modules.request_limits import LimitExceeded
 
@@ -75,7 +75,6 @@ DAMAGE_CODES = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
 
 AT_PATH_END = object()             # append_message's default parent: the last message on screen
 
-MAX_SEARCH_WORDS = 8               # more words in a search box are ignored
 MAX_IDLE_READERS = 8               # read connections kept open between reads
 
 
@@ -283,15 +282,11 @@ class HistoryStore:
         sql = "SELECT * FROM chats WHERE owner = ?"
         args: list = [owner]
         if query.strip():
-            words = fts_words(query)
-            if not words:
+            search = chat_search_conditions(query)
+            if search is None:
                 return []                     # only punctuation: nothing can match
-            for word in words:
-                # A word may be in the title or in any message: chats, not messages, match.
-                sql += (" AND (num IN (SELECT rowid FROM title_search WHERE title_search MATCH ?)"
-                        " OR id IN (SELECT chat_id FROM messages WHERE id IN"
-                        " (SELECT rowid FROM message_search WHERE message_search MATCH ?)))")
-                args += [word, word]
+            sql += search[0]
+            args += search[1]
         sql += " ORDER BY updated_at DESC, num DESC LIMIT ?"
         args.append(limit)
         with self._read() as db:
@@ -631,19 +626,6 @@ def _message_id(message_id) -> int:
 def _clean_title(title: str) -> str:
     title = " ".join(str(title or "").split())      # one line: titles are shown in a list
     return title[:MAX_TITLE_CHARS] or DEFAULT_TITLE
-
-
-_SEARCH_WORD = re.compile(r'"([^"]+)"|(\S+)')
-
-
-def fts_words(query: str) -> list[str]:
-    """The words of a search box as FTS5 prefix phrases: `engine "oil filter"` becomes
-    `"engine"*` and `"oil filter"*`. Everything a person types is quoted, so FTS syntax
-    (AND, NEAR, *, -, column:, quotes) is searched for as text and never raises; words
-    with no letter or digit (a lone "-") are dropped, as the index has no such words."""
-    words = [phrase or word for phrase, word in _SEARCH_WORD.findall(query)]
-    words = [word for word in words if any(char.isalnum() for char in word)]
-    return ['"' + word.replace('"', '""') + '"*' for word in words[:MAX_SEARCH_WORDS]]
 
 
 def _owned_chat(db: sqlite3.Connection, owner: str, chat_id: str) -> sqlite3.Row:
