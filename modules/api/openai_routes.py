@@ -112,11 +112,18 @@ async def chat_completions(request: Request) -> Response:
     generation = await start(ctx.door, who, params, typed=typed, logprobs=logprobs, chat=chat)
     with closing_on_error(generation):
         reply = ChatReply(info.name if info else "", plan, generation, logprobs is not None, generation.reasoning)
-        if body.stream:
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
-            events = await opened(generation, request.receive)
-            return EventStream(reply.stream(events, include_usage), generation)
-        return JSONResponse(await reply.whole(request.receive))
+        return await _respond(request, body, reply)
+
+
+async def _respond(request: Request, body: ChatCompletionRequest | CompletionRequest,
+                   reply: ChatReply | CompletionReply) -> Response:
+    """Both endpoints answer the same way: server-sent chunks if the body asks to stream
+    (with a usage chunk at the end if stream_options asks for one), else one JSON body."""
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        events = await opened(reply.generation, request.receive)
+        return EventStream(reply.stream(events, include_usage), reply.generation)
+    return JSONResponse(await reply.whole(request.receive))
 
 
 class ChatReply:
@@ -205,12 +212,7 @@ async def completions(request: Request) -> Response:
     typed = body.prompt if isinstance(body.prompt, str) else ""
     generation = await start(ctx.door, who, params, typed=typed, prompt=body.prompt, logprobs=body.logprobs)
     with closing_on_error(generation):
-        reply = CompletionReply(info.name if info else "", generation, body)
-        if body.stream:
-            include_usage = bool((body.stream_options or {}).get("include_usage"))
-            events = await opened(generation, request.receive)
-            return EventStream(reply.stream(events, include_usage), generation)
-        return JSONResponse(await reply.whole(request.receive))
+        return await _respond(request, body, CompletionReply(info.name if info else "", generation, body))
 
 
 class CompletionReply:
