@@ -2,6 +2,7 @@ import os
 
 import pytest
 
+from loaders.gguf_metadata import read_metadata
 from modules.instruction_templates import (
     InstructionTemplateError, TemplateError, delete_template, list_templates, load_template,
     render_preview, save_template,
@@ -178,23 +179,10 @@ def test_transformers_template_features_work():
     assert render_chat_template(source, messages, tools=[{"name": "é"}]) == '[{"name": "é"}]\nU:hi|A:yo|'
 
 
-def _gguf_chat_template(path) -> str:
-    """Reads the chat template string from a GGUF header without loading the model:
-    the key, then value type 8 (string) as u32, the length as u64, the UTF-8 bytes."""
-    import struct
-    with open(path, "rb") as model_file:
-        head = model_file.read(32 * 1024 * 1024)
-    key = b"tokenizer.chat_template"
-    at = head.index(key) + len(key)
-    value_type, length = struct.unpack_from("<IQ", head, at)
-    assert value_type == 8
-    return head[at + 12: at + 12 + length].decode("utf-8")
-
-
 def test_the_bundled_models_own_template_renders():
     from pathlib import Path
     model = Path(__file__).resolve().parents[1] / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     if not model.is_file():
         pytest.skip("model file not present")
-    text = render_preview(_gguf_chat_template(model))
+    text = render_preview(read_metadata(model)["tokenizer.chat_template"])
     assert text.count("<|im_start|>user\n") == 2 and text.endswith("<|im_start|>assistant\n")

@@ -4,7 +4,6 @@ and real templates render exactly as they did when they ran in-process."""
 from __future__ import annotations
 
 import json
-import struct
 import threading
 import time
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 import yaml
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from loaders.gguf_metadata import read_metadata
 from modules.limits import Limits
 from modules.template_pool import TemplateWorkers
 from modules.template_render import TemplateError, compile_template, configure, render_chat_template
@@ -225,18 +225,6 @@ def _shipped_templates() -> dict[str, str]:
     return sources
 
 
-def _model_template() -> str:
-    """The chat template in the GGUF header: the key, value type 8 (string) as u32, the
-    length as u64, the UTF-8 bytes."""
-    with open(MODEL, "rb") as model_file:
-        head = model_file.read(32 * 1024 * 1024)
-    key = b"tokenizer.chat_template"
-    at = head.index(key) + len(key)
-    value_type, length = struct.unpack_from("<IQ", head, at)
-    assert value_type == 8
-    return head[at + 12: at + 12 + length].decode("utf-8")
-
-
 SHIPPED = _shipped_templates()
 SHIPPED_CHATML = SHIPPED["ChatML"]
 
@@ -250,7 +238,7 @@ def test_real_templates_render_as_before(name):
     if name == "the model's own":
         if not MODEL.is_file():
             pytest.skip("model file not present")
-        source = _model_template()
+        source = read_metadata(MODEL)["tokenizer.chat_template"]
     else:
         source = SHIPPED[name]
     conversations = [CONVERSATION, CONVERSATION[1:], CONVERSATION[:2],
