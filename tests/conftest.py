@@ -10,6 +10,30 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DEFAULT_GGUF = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+# The loader of each Hugging Face folder tools/make_test_models.py makes from DEFAULT_GGUF.
+TEST_MODEL_LOADERS = {"fp16": "Transformers", "gptq": "GPTQ"}
+
+
+def loaded_test_model(kind: str, parallel: int):
+    """For a fixture to `yield from`: the "fp16" or "gptq" test model, loaded with a
+    2,048-token context, unloaded when the fixture ends."""
+    from loaders import load_backend
+    from loaders.settings import LoadSettings
+    from tools.make_test_models import ensure_test_models
+    folder = ensure_test_models()[kind]
+    loaded = load_backend(TEST_MODEL_LOADERS[kind], str(folder), LoadSettings(ctx_size=2048, parallel=parallel))
+    yield loaded
+    loaded.unload()
+
+
+def scheduler_over(backend, ending: str):
+    """For a fixture to `yield from`: a scheduler for `backend`. It hands the backend back
+    (with `ending` for anything still queued) before the backend's own fixture frees it: the
+    scheduler thread may still be closing a cancelled request's sequence."""
+    from modules.scheduler import Scheduler
+    scheduler = Scheduler(backend)
+    yield scheduler
+    scheduler.swap_backend(None, ending)
 
 
 @pytest.fixture(scope="session")
@@ -27,12 +51,7 @@ def llama_backend():
 
 @pytest.fixture(scope="session")
 def scheduler(llama_backend):
-    from modules.scheduler import Scheduler
-    scheduler = Scheduler(llama_backend)
-    yield scheduler
-    # Hand the backend back before llama_backend's teardown frees it: the scheduler
-    # thread may still be closing a cancelled request's sequence.
-    scheduler.swap_backend(None, "The test session is over.")
+    yield from scheduler_over(llama_backend, "The test session is over.")
 
 
 @pytest.fixture(scope="session")

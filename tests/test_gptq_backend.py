@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from modules.scheduler import Scheduler
+from tests.conftest import loaded_test_model, scheduler_over
 from tests.test_transformers_backend import (
     FRANCE, chat, check_ban_eos, check_paris, check_same_seed_same_text, greedy,
 )
@@ -12,18 +13,12 @@ from tests.test_transformers_backend import (
 
 @pytest.fixture(scope="module")
 def backend():
-    from loaders import load_backend
-    from loaders.settings import LoadSettings
-    from tools.make_test_models import ensure_test_models
-    folder = ensure_test_models()["gptq"]
-    loaded = load_backend("GPTQ", str(folder), LoadSettings(ctx_size=2048, parallel=2))
-    yield loaded
-    loaded.unload()
+    yield from loaded_test_model("gptq", parallel=2)
 
 
 @pytest.fixture(scope="module")
 def scheduler(backend):
-    return Scheduler(backend)
+    yield from scheduler_over(backend, "The test module is over.")
 
 
 def test_model_info(backend):

@@ -14,8 +14,8 @@ from loaders.json_schema_grammar import grammar_for_schema
 from modules.api.structured import response_format_grammar, tool_call_grammar
 from modules.events import TextDelta
 from modules.params import GenerationParams
-from modules.scheduler import Scheduler
 from modules.tool_calls import HERMES
+from tests.conftest import loaded_test_model, scheduler_over
 from tests.test_transformers_backend import FRANCE, chat, greedy
 
 PERSON = {
@@ -40,21 +40,12 @@ YES_NO = 'root ::= ("Yes" | "No") "."'
 
 @pytest.fixture(scope="module", params=["fp16", "gptq"])
 def backend(request):
-    from loaders import load_backend
-    from loaders.settings import LoadSettings
-    from tools.make_test_models import ensure_test_models
-    folder = ensure_test_models()[request.param]
-    loader = "Transformers" if request.param == "fp16" else "GPTQ"
-    loaded = load_backend(loader, str(folder), LoadSettings(ctx_size=2048, parallel=4))
-    yield loaded
-    loaded.unload()
+    yield from loaded_test_model(request.param, parallel=4)
 
 
 @pytest.fixture(scope="module")
 def scheduler(backend):
-    scheduler = Scheduler(backend)
-    yield scheduler
-    scheduler.swap_backend(None, "The test module is over.")
+    yield from scheduler_over(backend, "The test module is over.")
 
 
 def sampled(seed: int, max_new_tokens: int) -> GenerationParams:

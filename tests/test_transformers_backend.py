@@ -6,9 +6,9 @@ import pytest
 
 from modules.events import TextDelta
 from modules.params import GenerationParams
-from modules.scheduler import Scheduler
 from modules.template_render import render_chat_template
 from modules.text_stream import ReplyText
+from tests.conftest import loaded_test_model, scheduler_over
 
 FRANCE = "Tell me the capital of France."
 GERMANY = "Tell me the capital of Germany."
@@ -51,18 +51,12 @@ def check_ban_eos(scheduler, backend):
 # ---- tests ----------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def backend():
-    from loaders import load_backend
-    from loaders.settings import LoadSettings
-    from tools.make_test_models import ensure_test_models
-    folder = ensure_test_models()["fp16"]
-    loaded = load_backend("Transformers", str(folder), LoadSettings(ctx_size=2048, parallel=4))
-    yield loaded
-    loaded.unload()
+    yield from loaded_test_model("fp16", parallel=4)
 
 
 @pytest.fixture(scope="module")
 def scheduler(backend):
-    return Scheduler(backend)
+    yield from scheduler_over(backend, "The test module is over.")
 
 
 def test_model_info(backend):
