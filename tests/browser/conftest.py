@@ -92,7 +92,9 @@ class ServerProcess:
         self._log.close()
 
 
-def _serve(workdir: Path, **kwargs):
+def serve(workdir: Path, **kwargs):
+    """For a fixture to `yield from`: a ServerProcess(workdir, **kwargs) once it answers,
+    stopped when the fixture ends (also when it never came up)."""
     server = ServerProcess(workdir, **kwargs)
     try:
         server.wait_ready()
@@ -104,7 +106,7 @@ def _serve(workdir: Path, **kwargs):
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
     """The real server with the default model, greedy settings, no accounts."""
-    yield from _serve(tmp_path_factory.mktemp("server"))
+    yield from serve(tmp_path_factory.mktemp("server"))
 
 
 @pytest.fixture(scope="session")
@@ -116,7 +118,7 @@ def server_url(server) -> str:
 def auth_server(tmp_path_factory):
     """A second server with log-in accounts: alice, an admin, and bob, who is not."""
     auth = ",".join(f"{user}:{password}" for user, password in ACCOUNTS.items())
-    yield from _serve(tmp_path_factory.mktemp("auth-server"),
+    yield from serve(tmp_path_factory.mktemp("auth-server"),
                       extra_args=["--gradio-auth", auth, "--admin-users", ADMIN])
 
 

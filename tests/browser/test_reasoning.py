@@ -15,20 +15,20 @@ import os
 import re
 import sqlite3
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
 from modules.reasoning import split_reasoning
-from tests.browser.conftest import ROOT, TEST_SETTINGS, ServerProcess
-from tests.browser.test_ui import FRANCE, GENERATION_TIMEOUT, GERMANY, open_app, send, tab, wait_finished
+from tests.browser.conftest import ROOT, TEST_SETTINGS, ServerProcess, serve
+from tests.browser.test_ui import (
+    FRANCE, GERMANY, logged_prompt, open_app, paste_template, send, tab, wait_finished,
+)
 
 SHOTS = Path(os.environ.get("REASONING_SHOTS") or Path(tempfile.gettempdir()) / "reasoning-shots")
 TEMPLATE = (ROOT / "tests" / "fixtures" / "opens_thinking_template.jinja").read_text(encoding="utf-8")
 THINK_GRAMMAR = 'root ::= [a-zA-Z ,.]{8,60} "</think>" [a-zA-Z ,.]{1,60}'
-LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ", re.MULTILINE)
 DURATION = re.compile(r"\(\d+(\.\d)?m?s\)")
 
 # Installed before a send: whether the page showed a Thinking block still being written
@@ -54,12 +54,7 @@ RECORD_WRITING = """
 
 @pytest.fixture(scope="module")
 def verbose_server(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("reasoning"), extra_args=["--verbose"], settings=TEST_SETTINGS)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory.mktemp("reasoning"), extra_args=["--verbose"], settings=TEST_SETTINGS)
 
 
 @pytest.fixture(autouse=True)
@@ -80,11 +75,7 @@ def shot(page: Page, name: str) -> None:
 def use_template(page: Page, source: str) -> None:
     """Pastes the template into the Instruction template tab's box and puts it in use."""
     tab(page, "Instruction template")
-    editor = page.locator(".cm-content").nth(0)
-    editor.click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.insert_text(source)
+    paste_template(page, source)
     apply = page.locator("#template-apply")
     expect(apply).to_be_enabled()
     apply.click()
@@ -124,18 +115,6 @@ def thinking_switch(page: Page):
 
 def thinking_blocks(page: Page):
     return page.locator("#chat-view .thought-group").filter(has_text="Thinking")
-
-
-def prompt_of(server: ServerProcess, message: str) -> str:
-    """The prompt the model read for the request that sent `message` (the first logged
-    prompt holding it: later ones repeat it as history)."""
-    deadline = time.monotonic() + GENERATION_TIMEOUT / 1000
-    while time.monotonic() < deadline:
-        for record in LOG_RECORD.split(server.log_path.read_text(encoding="utf-8", errors="replace")):
-            if "prompt tokens:" in record and message in record:
-                return record.split("prompt tokens:\n", 1)[1].rstrip("\n")
-        time.sleep(0.2)
-    raise AssertionError(f"no prompt with {message!r} in the server log:\n{server.log_tail()}")
 
 
 def stored_reply(server: ServerProcess, question: str) -> str:
@@ -190,7 +169,7 @@ def test_reasoning_streams_into_a_thinking_block_above_the_answer_and_stays_out_
     send(page, GERMANY)
     wait_finished(page)
     expect(thinking_blocks(page)).to_have_count(2)
-    prompt = prompt_of(verbose_server, GERMANY)
+    prompt = logged_prompt(verbose_server, GERMANY)
     assert answer.strip() in prompt and reasoning not in prompt, prompt
     assert prompt.count("<think>") == 1 and prompt.endswith("<|im_start|>assistant\n<think>"), prompt
     shot(page, "3-next-turn")
@@ -212,7 +191,7 @@ def test_the_thinking_switch_is_kept_and_reaches_the_template(verbose_server, pa
     tab(page, "Chat")
     send(page, FRANCE)
     wait_finished(page)
-    prompt = prompt_of(verbose_server, FRANCE + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>")
+    prompt = logged_prompt(verbose_server, FRANCE + "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>")
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>"), prompt
     expect(thinking_blocks(page)).to_have_count(0)
     shot(page, "5-switch-off-reply")

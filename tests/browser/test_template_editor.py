@@ -10,15 +10,14 @@ from __future__ import annotations
 import os
 import re
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import ServerProcess
-from tests.browser.test_ui import GENERATION_TIMEOUT, choose_option, open_app, send, tab, wait_finished
+from tests.browser.conftest import ServerProcess, serve
+from tests.browser.test_ui import choose_option, logged_prompt, open_app, paste_template, send, tab, wait_finished
 
 SHOTS = Path(os.environ.get("TEMPLATE_EDITOR_SHOTS") or Path(tempfile.gettempdir()) / "template-editor-shots")
 SHORT_REPLIES = "preset: Deterministic\nmax_new_tokens: 8\n"
@@ -27,19 +26,11 @@ ALPHA = ("{% for m in messages %}[ALPHA {{ m.role }}] {{ m.content }}\n{% endfor
          "{% if add_generation_prompt %}[ALPHA assistant] {% endif %}")
 BRAVO = ALPHA.replace("ALPHA", "BRAVO")
 APPLIED = re.compile(r"In use: the template you edited, applied at \d\d:\d\d\.")
-# The start of each log record (server.py's format), which ends the previous one.
-LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ", re.MULTILINE)
 
 
 @pytest.fixture(scope="module")
 def verbose_server(tmp_path_factory):
-    server = ServerProcess(tmp_path_factory.mktemp("template-editor"), extra_args=["--verbose"],
-                           settings=SHORT_REPLIES)
-    try:
-        server.wait_ready()
-        yield server
-    finally:
-        server.stop()
+    yield from serve(tmp_path_factory.mktemp("template-editor"), extra_args=["--verbose"], settings=SHORT_REPLIES)
 
 
 @pytest.fixture(autouse=True)
@@ -83,33 +74,12 @@ def as_shown(source: str) -> str:
     return source.replace("\n", "")
 
 
-def replace_code(page: Page, source: str) -> None:
-    """Replaces the whole box at once, as a paste would."""
-    editor(page).click()
-    page.keyboard.press("Control+A")
-    page.keyboard.press("Delete")
-    page.keyboard.insert_text(source)
-
-
-def prompt_seen(server: ServerProcess, message: str, timeout: float = GENERATION_TIMEOUT / 1000) -> str:
-    """The prompt of the request that sent `message`: the first logged prompt holding it
-    (later requests repeat it as history)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        log = server.log_path.read_text(encoding="utf-8", errors="replace")
-        for record in LOG_RECORD.split(log):
-            if "prompt tokens:" in record and message in record:
-                return record
-        time.sleep(0.2)
-    raise AssertionError(f"no prompt with {message!r} in the server log:\n{server.log_tail()}")
-
-
 def chat(page: Page, server: ServerProcess, message: str) -> str:
     """Sends `message` from the Chat tab, waits for the reply, returns the prompt the model read."""
     tab(page, "Chat")
     send(page, message)
     wait_finished(page)
-    prompt = prompt_seen(server, message)
+    prompt = logged_prompt(server, message)
     tab(page, "Instruction template")
     return prompt
 
@@ -133,7 +103,7 @@ def test_only_an_applied_template_that_renders_is_used(verbose_server, page):
     model_own = in_use(page).inner_text()
 
     # A complete template in the box renders in the preview but is not in use yet.
-    replace_code(page, ALPHA)
+    paste_template(page, ALPHA)
     expect(preview(page)).to_contain_text("[ALPHA user] What is the capital of France?")
     expect(box_note(page)).to_contain_text("not in use yet")
     expect(apply_button(page)).to_be_enabled()
@@ -172,7 +142,7 @@ def test_only_an_applied_template_that_renders_is_used(verbose_server, page):
     assert "{}" not in prompt and "{%" not in prompt, prompt
 
     # A valid template typed over it: still the applied one until Apply.
-    replace_code(page, BRAVO)
+    paste_template(page, BRAVO)
     expect(preview(page)).to_contain_text("[BRAVO user] What is the capital of France?")
     expect(box_note(page)).to_contain_text("not in use yet")
     expect_unchanged_in_use(page, applied_line)
@@ -204,7 +174,7 @@ def test_saving_puts_the_saved_template_in_use(server_url, page):
     open_app(page, server_url)
     tab(page, "Instruction template")
     expect(preview(page)).to_contain_text("<|im_start|>user")
-    replace_code(page, BRAVO)
+    paste_template(page, BRAVO)
     expect(box_note(page)).to_contain_text("not in use yet")
     page.get_by_label("Save as").fill(name)
     page.get_by_role("button", name="Save", exact=True).click()

@@ -19,6 +19,8 @@ FRANCE = "Tell me the capital of France."
 GERMANY = "Tell me the capital of Germany."
 COUNTING = "Count from one to twenty."     # a reply of dozens of tokens: several screen updates
 SUMMARY = re.compile(r"\d+ tokens, [\d.]+ tokens/s")
+# The start of each record in the server's log (server.py's format), which ends the one before.
+LOG_RECORD = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ [A-Z]+ ", re.MULTILINE)
 
 
 # ---- helpers ----------------------------------------------------------------------------
@@ -91,6 +93,27 @@ def set_number(page: Page, name: str, value) -> None:
 def choose_option(page: Page, label: str, option: str) -> None:
     page.get_by_label(label, exact=True).click()
     page.get_by_role("option", name=option, exact=True).click()
+
+
+def paste_template(page: Page, source: str) -> None:
+    """Replaces the whole Instruction template box (its tab open) at once, as a paste would."""
+    page.locator(".cm-content").nth(0).click()
+    page.keyboard.press("Control+A")
+    page.keyboard.press("Delete")
+    page.keyboard.insert_text(source)
+
+
+def logged_prompt(server, message: str) -> str:
+    """The prompt the model read for the request that sent `message`, from the log of a
+    server started with --verbose: the first logged prompt holding it (later requests
+    repeat it as history)."""
+    deadline = time.monotonic() + GENERATION_TIMEOUT / 1000
+    while time.monotonic() < deadline:
+        for record in LOG_RECORD.split(server.log_path.read_text(encoding="utf-8", errors="replace")):
+            if "prompt tokens:" in record and message in record:
+                return record.split("prompt tokens:\n", 1)[1].rstrip("\n")
+        time.sleep(0.2)
+    raise AssertionError(f"no prompt with {message!r} in the server log:\n{server.log_tail()}")
 
 
 def wait_for_settings(page: Page, text: str) -> None:
