@@ -119,7 +119,7 @@ def auth_server(tmp_path_factory):
     """A second server with log-in accounts: alice, an admin, and bob, who is not."""
     auth = ",".join(f"{user}:{password}" for user, password in ACCOUNTS.items())
     yield from serve(tmp_path_factory.mktemp("auth-server"),
-                      extra_args=["--gradio-auth", auth, "--admin-users", ADMIN])
+                     extra_args=["--gradio-auth", auth, "--admin-users", ADMIN])
 
 
 @pytest.fixture(scope="session")
