@@ -176,7 +176,7 @@ class ChatReply:
                     out = []
                 continue
             if event.reason == "error":
-                out.append(sse.data(openai_body(ApiError(500, event.error or "The generation failed."))))
+                out.append(_error_chunk(event))
                 break
             thought, said = thinking.finish() if thinking else ("", "")
             if thought:
@@ -192,6 +192,11 @@ class ChatReply:
                 out.append(sse.data(self._envelope("chat.completion.chunk", choices=[],
                                                    usage=usage(self.generation.prompt_tokens, event))))
         yield "".join(out) + sse.DONE
+
+
+def _error_chunk(finished: Finished) -> str:
+    """A stream that fails after its status line was sent can only say so in a chunk."""
+    return sse.data(openai_body(ApiError(500, finished.error or "The generation failed.")))
 
 
 def _openai_call(call) -> dict:
@@ -249,7 +254,7 @@ class CompletionReply:
                 out = []
                 continue
             if event.reason == "error":
-                out.append(sse.data(openai_body(ApiError(500, event.error or "The generation failed."))))
+                out.append(_error_chunk(event))
                 break
             out.append(sse.data(self._envelope([{"index": 0, "text": "", "finish_reason": finish_reason(event, []),
                                                  "logprobs": None}])))
