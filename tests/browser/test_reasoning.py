@@ -91,22 +91,25 @@ def grammar_box(page: Page):
 
 
 def type_grammar(page: Page, url: str, grammar: str) -> None:
-    """Types the grammar in the Parameters tab, key by key; once a reload shows it again,
-    the server has it (it keeps each person's values for their next visit)."""
-    for attempt in range(3):
-        box = grammar_box(page)
-        box.click()
-        page.keyboard.press("Control+A")
-        page.keyboard.type(grammar)
-        expect(box).to_have_value(grammar)
-        page.reload()
-        open_app(page, url)
+    """Types the grammar in the Parameters tab, key by key, and waits until the server has it:
+    it keeps each person's values for their next visit, so a new tab of the same browser
+    shows it then. (Reloading this page instead could drop keys still on their way.)"""
+    box = grammar_box(page)
+    box.click()
+    page.keyboard.press("Control+A")
+    page.keyboard.type(grammar)
+    expect(box).to_have_value(grammar)
+    for attempt in range(10):
+        visit = page.context.new_page()
         try:
-            expect(grammar_box(page)).to_have_value(grammar, timeout=10_000)
+            open_app(visit, url)
+            expect(grammar_box(visit)).to_have_value(grammar, timeout=5_000)
             return
         except AssertionError:
-            if attempt == 2:
-                raise                          # else the reload came before the last key reached the server
+            if attempt == 9:
+                raise
+        finally:
+            visit.close()
 
 
 def thinking_switch(page: Page):
