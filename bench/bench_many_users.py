@@ -5,7 +5,9 @@ thread per stream, as the web UI and the API have) and a bare loop written direc
 llama-cpp-python's low-level API (llama_batch + llama_decode + the same native sampler
 chain per sequence: end-of-text banned, greedy) decode the same prompts for the same number
 of new tokens. Both use the same context layout (8 sequences, each its own slice of the
-cache), the same threads, and time from the first prompt token to the last new token.
+cache), the same threads, the same flash-attention setting (the server's default unless
+--flash-attn says otherwise; llama.cpp's own default would turn it on in the bare loop only),
+and time from the first prompt token to the last new token.
 
 Each run is a fresh process (two llama.cpp contexts in one process have two thread teams
 that slow each other down) after a warm-up; ours and bare alternate within each round, the
@@ -34,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.pairs import machine_load, paired, targets  # noqa: E402
-from loaders.settings import available_cores  # noqa: E402
+from loaders.settings import LoadSettings, available_cores  # noqa: E402
 
 MODEL = ROOT / "models" / "SmolLM2-135M-Instruct.Q4_1.gguf"
 SLOTS = 8
@@ -73,11 +75,12 @@ def run_ours(scheduler, streams: int, tokens: int) -> float:
     return sum(counts) / wall
 
 
-def ours_worker(streams: int, tokens: int, threads: int) -> float:
+def ours_worker(streams: int, tokens: int, threads: int, flash: bool) -> float:
     from loaders.llama_cpp_loader import load
     from loaders.settings import LoadSettings
     from modules.scheduler import Scheduler
-    backend = load(str(MODEL), LoadSettings(ctx_size=CTX_PER_SEQUENCE, parallel=SLOTS, threads=threads),
+    backend = load(str(MODEL), LoadSettings(ctx_size=CTX_PER_SEQUENCE, parallel=SLOTS, threads=threads,
+                                            flash_attn=flash),
                    lambda f, m: None)
     scheduler = Scheduler(backend)
     run_ours(scheduler, streams, 16)                  # warm-up: buffers, page faults
@@ -90,7 +93,7 @@ class BareBatchedLoop:
     step, one native sampler chain per sequence (end-of-text banned, greedy), each token's
     bytes looked up, nothing else."""
 
-    def __init__(self, threads: int):
+    def __init__(self, threads: int, flash: bool):
         import llama_cpp as ll
         self.ll = ll
         self.model = ll.llama_model_load_from_file(str(MODEL).encode(), ll.llama_model_default_params())
@@ -102,6 +105,9 @@ class BareBatchedLoop:
         params.kv_unified = False
         params.n_batch = params.n_ubatch = 512
         params.n_threads = params.n_threads_batch = threads
+        # as the engine is set: llama.cpp's own default (auto) turns flash attention on
+        params.flash_attn_type = (ll.LLAMA_FLASH_ATTN_TYPE_ENABLED if flash
+                                  else ll.LLAMA_FLASH_ATTN_TYPE_DISABLED)
         params.no_perf = True
         self.ctx = ll.llama_init_from_model(self.model, params)
         self.batch = ll.llama_batch_init(512, 0, 1)
@@ -158,18 +164,18 @@ class BareBatchedLoop:
         return streams * tokens / wall
 
 
-def bare_worker(streams: int, tokens: int, threads: int) -> float:
+def bare_worker(streams: int, tokens: int, threads: int, flash: bool) -> float:
     from loaders.llama_cpp_loader import _init_llama_backend
     _init_llama_backend()          # the same llama.cpp set-up, and its load chatter kept quiet
-    loop = BareBatchedLoop(threads or available_cores())
+    loop = BareBatchedLoop(threads or available_cores(), flash)
     loop.run(streams, 16)
     return loop.run(streams, tokens)
 
 
-def in_subprocess(which: str, streams: int, tokens: int, threads: int) -> float:
+def in_subprocess(which: str, streams: int, tokens: int, threads: int, flash: bool) -> float:
     output = subprocess.run(
         [sys.executable, __file__, "--worker", which, "--streams", str(streams), "--tokens", str(tokens),
-         "--threads", str(threads)],
+         "--threads", str(threads), "--flash-attn" if flash else "--no-flash-attn"],
         check=True, capture_output=True, text=True).stdout
     return json.loads(output.strip().splitlines()[-1])
 
@@ -188,7 +194,7 @@ def gap_run(streaming: int, prompt_tokens: int, chunk: int, threads: int) -> dic
     scheduler = Scheduler(backend)
     try:
         run_ours(scheduler, streaming, 16)
-        long_params = GenerationParams(do_sample=False, max_new_tokens=100_000, ban_eos_token=True)
+        long_params = GenerationParams(do_sample=False, max_new_tokens=32_768, ban_eos_token=True)
         stamps: list[list[float]] = [[] for _ in range(streaming)]
         requests = [scheduler.submit(prompt(i), long_params, owner=f"user{i}") for i in range(streaming)]
 
@@ -239,13 +245,13 @@ def backend_budget(backend) -> str:
 
 
 # ---- report ------------------------------------------------------------------------------------
-def throughput_part(rounds: int, tokens: int, threads: int) -> list[str]:
+def throughput_part(rounds: int, tokens: int, threads: int, flash: bool) -> list[str]:
     runs = {(which, n): [] for which in ("ours", "bare") for n in COUNTS}
     for r in range(rounds):
         for n in COUNTS:
             order = ("ours", "bare") if r % 2 == 0 else ("bare", "ours")
             for which in order:
-                runs[which, n].append(in_subprocess(which, n, tokens, threads))
+                runs[which, n].append(in_subprocess(which, n, tokens, threads, flash))
             print(f"round {r + 1}, {n} streams: ours {runs['ours', n][-1]:.1f}, bare {runs['bare', n][-1]:.1f}",
                   flush=True)
     ratio = {n: paired(runs["ours", n], runs["bare", n]) for n in COUNTS}
@@ -315,6 +321,8 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="llama.cpp threads on both sides; 0: the cores available")
+    parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=LoadSettings().flash_attn,
+                        help="flash attention on both sides of the throughput part (default: the server's)")
     parser.add_argument("--gap-rounds", type=int, default=3)
     parser.add_argument("--gap-streams", type=int, default=3)
     parser.add_argument("--prompt-tokens", type=int, default=4000)
@@ -325,19 +333,20 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker == "ours":
-        return print(json.dumps(ours_worker(args.streams, args.tokens, args.threads)))
+        return print(json.dumps(ours_worker(args.streams, args.tokens, args.threads, args.flash_attn)))
     if args.worker == "bare":
-        return print(json.dumps(bare_worker(args.streams, args.tokens, args.threads)))
+        return print(json.dumps(bare_worker(args.streams, args.tokens, args.threads, args.flash_attn)))
     if args.worker == "gaps":
         return print(json.dumps(gap_run(args.streams, args.prompt_tokens, args.chunk, args.threads)))
 
     load_before = machine_load()
     lines = ["# Many users: our engine against a bare batched llama_decode loop", "",
              f"Default model ({MODEL.name}), llama.cpp through the low-level API, "
-             f"{args.threads or available_cores()} threads "
+             f"{args.threads or available_cores()} threads, flash attention "
+             f"{'on' if args.flash_attn else 'off'} on both sides "
              "(bench/bench_many_users.py).", ""]
     if args.part in ("all", "throughput"):
-        lines += ["## Aggregate tokens/s with 1, 4 and 8 streams", ""] + throughput_part(args.rounds, args.tokens, args.threads) + [""]
+        lines += ["## Aggregate tokens/s with 1, 4 and 8 streams", ""] + throughput_part(args.rounds, args.tokens, args.threads, args.flash_attn) + [""]
     if args.part in ("all", "gaps"):
         lines += ["## Streaming users while a newcomer's long prompt is read", ""] + gaps_part(
             args.gap_rounds, args.gap_streams, args.prompt_tokens, [int(c) for c in args.chunks.split(",")],

@@ -182,6 +182,7 @@ class ChatService:
         params = _with_stops(settings.params, mode_prompt.stop_strings)
         shown = self.messages(owner, chat_id)
         with self.door.admit(who, params, text=draft) as admission:
+            admission.template_variables = template_variables(settings)   # the prompt the reply would get
             for update in admission.stream_chat(mode_prompt.messages, settings.template, control,
                                                 continue_last=True):
                 yield ChatUpdate(chat_id or "", shown, update.status, update.notices,

@@ -87,7 +87,9 @@ def reply(scheduler, tokens, owner, params=None) -> tuple[list[int], int]:
     return list(request.generated), counters.tokens_read - before
 
 
-def test_next_turns_read_only_new_tokens_and_reply_the_same(cached, uncached):
+def check_next_turns(cached, uncached) -> None:
+    """Each turn of HISTORY, sent to both schedulers: the same greedy reply, and the cached
+    one reads little more than the new message. Shared with the Transformers/GPTQ tests."""
     backend = cached.backend
     history = []
     for user, _ in HISTORY:
@@ -103,6 +105,10 @@ def test_next_turns_read_only_new_tokens_and_reply_the_same(cached, uncached):
             assert read <= new_part + 16, (read, new_part, len(prompt))
             assert read < len(prompt) // 2
         history.append((user, _text(backend, with_cache)))
+
+
+def test_next_turns_read_only_new_tokens_and_reply_the_same(cached, uncached):
+    check_next_turns(cached, uncached)
 
 
 def _text(backend, tokens) -> str:

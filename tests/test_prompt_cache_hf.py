@@ -10,7 +10,8 @@ import pytest
 from loaders.llama_cpp_cache import common_prefix
 from modules.params import GenerationParams
 from modules.scheduler import Scheduler
-from tests.test_prompt_cache import HISTORY, SYSTEM, _text, chat_tokens, conversation, greedy, reply
+from tests.test_prompt_cache import (HISTORY, SYSTEM, _text, chat_tokens, check_next_turns, conversation,
+                                     greedy, reply)
 
 KINDS = {"fp16": "Transformers", "gptq": "GPTQ"}
 
@@ -40,21 +41,8 @@ def pair(kind):
 
 def test_next_turns_read_only_new_tokens_and_reply_the_same(pair):
     cached, uncached = pair
-    backend = cached.backend
-    history = []
-    for user, _ in HISTORY:
-        prompt = chat_tokens(backend, conversation(history + [(user, None)]))
-        with_cache, read = reply(cached, prompt, "ann")
-        without_cache, read_all = reply(uncached, prompt, "ann")
-        assert with_cache == without_cache, "the cache changed the greedy reply"
-        assert read_all == len(prompt)
-        if history:
-            new_part = len(prompt) - len(chat_tokens(backend, conversation(history)[:-1] + [
-                {"role": "user", "content": history[-1][0]}]))
-            assert read <= new_part + 16, (read, new_part, len(prompt))
-            assert read < len(prompt) // 2
-        history.append((user, _text(backend, with_cache)))
-    assert "reused from kept caches" in backend.info.details["prompt cache use"]
+    check_next_turns(cached, uncached)
+    assert "reused from kept caches" in cached.backend.info.details["prompt cache use"]
 
 
 def test_regenerate_reads_nothing_and_gives_the_same_reply(pair):

@@ -277,6 +277,23 @@ def test_a_thinking_reply_on_the_real_model(service, caplog):
     assert prompt.endswith("<|im_start|>assistant\n<think>\n\n</think>\n\n")
 
 
+# SmolLM3-style: the switch writes a flag into the system part, which every prompt has.
+FLAGGED = ("{{ '/think' if enable_thinking is not defined or enable_thinking else '/no_think' }}\n"
+           "{% for m in messages %}<|im_start|>{{ m.role }}\n{{ m.content }}<|im_end|>\n{% endfor %}")
+
+
+def test_impersonate_gets_the_same_thinking_switch_as_a_reply(service, caplog):
+    caplog.set_level(logging.DEBUG, logger="modules.scheduler")
+    params = GenerationParams(do_sample=False, max_new_tokens=4)
+    for on, flag in ((False, "/no_think"), (True, "/think")):
+        caplog.clear()
+        settings = ChatSettings(params, FLAGGED, mode="instruct", enable_thinking=on)
+        update = run(service.impersonate(person("alice"), None, "I would like", settings, SessionControl()))
+        assert update.error is None
+        (prompt,) = prompts(caplog)
+        assert prompt.split("prompt tokens:\n", 1)[1].startswith(flag + "\n"), prompt
+
+
 # ---- the API ----------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
