@@ -10,10 +10,9 @@ import pytest
 from loaders.llama_cpp_cache import common_prefix
 from modules.params import GenerationParams
 from modules.scheduler import Scheduler
+from tests.conftest import TEST_MODEL_LOADERS
 from tests.test_prompt_cache import (HISTORY, SYSTEM, _text, chat_tokens, check_next_turns, conversation,
                                      greedy, reply)
-
-KINDS = {"fp16": "Transformers", "gptq": "GPTQ"}
 
 
 def _load(kind: str, cache_reuse: bool, parallel: int = 2):
@@ -21,11 +20,11 @@ def _load(kind: str, cache_reuse: bool, parallel: int = 2):
     from loaders.settings import LoadSettings
     from tools.make_test_models import ensure_test_models
     folder = ensure_test_models()[kind]
-    return load_backend(KINDS[kind], str(folder),
+    return load_backend(TEST_MODEL_LOADERS[kind], str(folder),
                         LoadSettings(ctx_size=2048, parallel=parallel, cache_reuse=cache_reuse))
 
 
-@pytest.fixture(scope="module", params=list(KINDS))
+@pytest.fixture(scope="module", params=list(TEST_MODEL_LOADERS))
 def kind(request):
     return request.param
 

@@ -120,6 +120,12 @@ def _field(spec: ParamSpec, value):
     return gr.Textbox(value=shown, lines=_TEXT_AREAS.get(spec.name, 1), **common)
 
 
+def _on_screen(values) -> GenerationParams:
+    """The fields' values (one per PARAM_SPECS entry, in table order) as checked params;
+    raises ParamError for a value out of range or malformed."""
+    return GenerationParams.from_dict(dict(zip(PARAM_NAMES, values)))
+
+
 def _display_value(spec: ParamSpec, value):
     """How a param value shows in its component; the reverse is GenerationParams.from_dict."""
     if spec.name == "custom_stopping_strings":
@@ -214,7 +220,7 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
 
     def apply_edits(request: gr.Request, state, in_use, key_value, *values):
         try:
-            params = GenerationParams.from_dict(dict(zip(PARAM_NAMES, values))).to_dict()
+            params = _on_screen(values).to_dict()
         except ParamError as exc:
             return state, f"⚠️ Not applied: {exc}", gr.skip()
         who = visitor(ctx, request, key_value)
@@ -259,22 +265,22 @@ def create_generation_handlers(ctx, ui: GenerationUI) -> None:
 
     # Save reads the fields themselves, not the state: a value typed just before the click
     # is saved even while its own edit event is still on its way.
-    def on_screen(values) -> GenerationParams:
-        return GenerationParams.from_dict(dict(zip(PARAM_NAMES, values)))
-
     def saved(name, who, values):       # the saved preset is now the one in use
-        params = on_screen(values).to_dict()
+        params = _on_screen(values).to_dict()
         in_use = {"name": name, "params": params}
         remember(who, params, in_use)
         return [in_use, params]
 
     def deleted(name, who, values):     # the deleted one was in use (choosing applies)
-        remember(who, on_screen(values).to_dict(), None)
+        try:
+            remember(who, _on_screen(values).to_dict(), None)
+        except ParamError:              # a field being edited is not valid yet: kept as it was
+            pass
         return [None, gr.skip()]
 
     file_choices.wire_save_and_delete(ctx, FileForm(
         store=store, noun="preset", dropdown=ui.preset_choice, name_box=ui.preset_name,
         contents=fields, shared=ui.shared, status=ui.status, buttons=ui.buttons,
         write=lambda name, values, who, scope: presets.save_preset(
-            name, on_screen(values), store, who, scope),
+            name, _on_screen(values), store, who, scope),
         extra_outputs=[ui.in_use, ctx.params_state], after_save=saved, after_delete=deleted))
